@@ -1,0 +1,49 @@
+"""The governance actions the audit trail knows. One enumeration; values never change."""
+
+from __future__ import annotations
+
+from enum import StrEnum, unique
+
+
+@unique
+class Action(StrEnum):
+    # Workspaces
+    WORKSPACE_CREATED = "workspace.created"
+    WORKSPACE_UPDATED = "workspace.updated"
+    WORKSPACE_DELETED = "workspace.deleted"
+    PLAN_CHANGED = "workspace.plan_changed"
+    ENFORCEMENT_CHANGED = "workspace.enforcement_changed"
+    RATE_LIMIT_CHANGED = "workspace.rate_limit_changed"
+    # People
+    MEMBER_INVITED = "member.invited"
+    INVITATION_REVOKED = "member.invitation_revoked"
+    MEMBER_JOINED = "member.joined"
+    MEMBER_ADDED = "member.added"
+    ROLE_CHANGED = "member.role_changed"
+    MEMBER_REMOVED = "member.removed"
+    # Gateway tokens
+    TOKEN_CREATED = "token.created"
+    TOKEN_REVOKED = "token.revoked"
+    # Upstream servers and rules (the gateway)
+    SERVER_ADDED = "server.added"
+    SERVER_REQUESTED = "server.requested"
+    SERVER_APPROVED = "server.approved"
+    SERVER_UPDATED = "server.updated"
+    SERVER_DISABLED = "server.disabled"
+    SERVER_REMOVED = "server.removed"
+    HEALTH_CHECKED = "server.health_checked"
+    ALLOWLIST_CHANGED = "allowlist.changed"
+    TOOL_DEFINITION_CHANGED = "tool.definition_changed"
+    TOOL_REAPPROVED = "tool.reapproved"
+    # Sign-in and the audit trail itself
+    SIGNED_IN = "auth.signed_in"
+    SIGN_IN_FAILED = "auth.sign_in_failed"
+    AUDIT_EXPORTED = "audit.exported"
+    AUDIT_RETENTION_APPLIED = "audit.retention_applied"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace(".", " ").replace("_", " ").capitalize()
+
+
+ACTION_CHOICES = [(action.value, action.value) for action in Action]

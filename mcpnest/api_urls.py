@@ -1,0 +1,3 @@
+"""/api/v1/ routes, collected from each app's api/ package."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""WebSocket routes. Hosted-server deploy consoles will register here."""
+
+websocket_urlpatterns: list = []

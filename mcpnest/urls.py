@@ -1,0 +1,18 @@
+from allauth.account.decorators import secure_admin_login
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+# Staff sign in through allauth, so MFA and its rate limits apply to the admin too.
+admin.site.login = secure_admin_login(admin.site.login)
+admin.site.site_header = "MCPNest administration"
+admin.site.site_title = "MCPNest admin"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("mcpnest.api_urls")),
+    path("", include("apps.portal.urls")),
+]
