@@ -19,7 +19,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         key = api_key_authenticate(raw.strip())
         if key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key. Create a new one under Account → API keys.")
+            raise exceptions.AuthenticationFailed(
+                "Invalid or revoked API key. Create a new one under Account → API keys."
+            )
         return key.user, key
 
     def authenticate_header(self, request) -> str:

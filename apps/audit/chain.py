@@ -115,7 +115,9 @@ def verify_chain(chain: AuditChain, model: type[ChainedRecord]) -> ChainReport |
     if expected_seq < chain.last_seq:
         return Break(chain, expected_seq + 1, None, f"rows {expected_seq + 1}–{chain.last_seq} are missing (deleted)")
     if expected_seq > chain.last_seq or prev != chain.last_hash:
-        return Break(chain, expected_seq, None, "chain head does not match the last row (rows appended outside MCPNest)")
+        return Break(
+            chain, expected_seq, None, "chain head does not match the last row (rows appended outside MCPNest)"
+        )
     return ChainReport(chain=chain, rows=rows, start_seq=start, head_hash=prev)
 
 

@@ -22,8 +22,8 @@ class Action(StrEnum):
     ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
     # Gateway tokens
-    TOKEN_CREATED = "token.created"
-    TOKEN_REVOKED = "token.revoked"
+    TOKEN_CREATED = "token.created"  # noqa: S105 - an event name, not a secret
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name, not a secret
     # Upstream servers and rules (the gateway)
     SERVER_ADDED = "server.added"
     SERVER_REQUESTED = "server.requested"

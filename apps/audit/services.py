@@ -101,7 +101,10 @@ def retention_apply(*, workspace: Workspace, now=None) -> int:
         with transaction.atomic():
             locked = AuditChain.objects.select_for_update().get(pk=chain_obj.pk)
             last_old = (
-                model.objects.filter(chain=locked, created_at__lt=cutoff).order_by("-seq").values("seq", "row_hash").first()
+                model.objects.filter(chain=locked, created_at__lt=cutoff)
+                .order_by("-seq")
+                .values("seq", "row_hash")
+                .first()
             )
             if last_old is None:
                 continue

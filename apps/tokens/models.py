@@ -10,7 +10,9 @@ from django.utils import timezone
 class TokenQuerySet(models.QuerySet):
     def active(self) -> TokenQuerySet:
         now = timezone.now()
-        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
 
 
 class GatewayToken(models.Model):

@@ -134,7 +134,9 @@ def token_revoke(*, access: Access, token: GatewayToken, ip: str | None = None) 
 def tokens_revoke_for_member(*, workspace: Workspace, user: User, actor: User | None, ip: str | None) -> int:
     """Revoke every token ``user`` holds in ``workspace`` (call inside the removal's transaction)."""
     revoked = 0
-    for token in GatewayToken.objects.select_for_update().filter(workspace=workspace, user=user, revoked_at__isnull=True):
+    for token in GatewayToken.objects.select_for_update().filter(
+        workspace=workspace, user=user, revoked_at__isnull=True
+    ):
         revoked += _revoke(token=token, actor=actor, ip=ip, reason="member removed")
     return revoked
 
@@ -161,9 +163,7 @@ def token_verify(raw: str) -> GatewayToken | None:
     """The active token for a presented secret, or None. Timing-safe; no secret is logged."""
     if not secrets.pattern(GatewayToken.SCHEME).match(raw or ""):
         return None
-    token = (
-        GatewayToken.objects.active().select_related("workspace", "user").filter(digest=secrets.digest(raw)).first()
-    )
+    token = GatewayToken.objects.active().select_related("workspace", "user").filter(digest=secrets.digest(raw)).first()
     if token is None or not secrets.matches(raw, token.digest) or token.workspace.is_deleted:
         return None
     return token

@@ -117,7 +117,9 @@ def workspace_set_rate_limit(*, access: Access, per_minute: int, ip: str | None 
         before = workspace.rate_limit_per_minute
         workspace.rate_limit_per_minute = per_minute
         workspace.save(update_fields=["rate_limit_per_minute"])
-        _audit(workspace, access.user, Action.RATE_LIMIT_CHANGED, target=workspace, ip=ip, before=before, after=per_minute)
+        _audit(
+            workspace, access.user, Action.RATE_LIMIT_CHANGED, target=workspace, ip=ip, before=before, after=per_minute
+        )
     return workspace
 
 
@@ -148,7 +150,12 @@ def _owner_count(memberships: list[Membership]) -> int:
 
 @transaction.atomic
 def member_add(
-    *, workspace: Workspace, user: User, role: str, actor: User | None, ip: str | None = None,
+    *,
+    workspace: Workspace,
+    user: User,
+    role: str,
+    actor: User | None,
+    ip: str | None = None,
     action: Action = Action.MEMBER_ADDED,
 ) -> Membership:
     """Add ``user`` with ``role`` (operators, invitations). Callers check the actor's rights."""
@@ -200,8 +207,16 @@ def member_remove(*, access: Access, membership: Membership, ip: str | None = No
     if current.role == Role.OWNER and _owner_count(memberships) == 1:
         raise RuleViolation("A workspace needs at least one Owner; make someone else Owner first.")
     revoked = tokens_revoke_for_member(workspace=access.workspace, user=current.user, actor=access.user, ip=ip)
-    _audit(access.workspace, access.user, Action.MEMBER_REMOVED, target=current, ip=ip, role=current.role,
-           tokens_revoked=revoked, left=leaving)
+    _audit(
+        access.workspace,
+        access.user,
+        Action.MEMBER_REMOVED,
+        target=current,
+        ip=ip,
+        role=current.role,
+        tokens_revoked=revoked,
+        left=leaving,
+    )
     current.delete()
 
 
@@ -220,7 +235,9 @@ def invitation_create(
     access.require(Capability.MANAGE_MEMBERS)
     email = (email or "").strip().lower()
     if role not in ASSIGNABLE.get(access.role, frozenset()):
-        raise RuleViolation(f"Your role cannot invite someone as {Role(role).label if role in Role.values else role!r}.")
+        raise RuleViolation(
+            f"Your role cannot invite someone as {Role(role).label if role in Role.values else role!r}."
+        )
     invitation = Invitation(
         workspace=access.workspace,
         email=email,
@@ -282,7 +299,9 @@ def invitation_accept(*, user: User, raw: str, ip: str | None = None) -> Members
         raise RuleViolation("This invitation link is not valid.")
     invitation = Invitation.objects.select_for_update().select_related("workspace").get(pk=invitation.pk)
     if invitation.status != "pending" or invitation.workspace.is_deleted:
-        raise RuleViolation(f"This invitation is {invitation.status if invitation.status != 'pending' else 'no longer valid'}.")
+        raise RuleViolation(
+            f"This invitation is {invitation.status if invitation.status != 'pending' else 'no longer valid'}."
+        )
     if user.email.lower() != invitation.email.lower():
         raise RuleViolation(f"This invitation is for {invitation.email}; sign in with that address to accept it.")
     invitation.accepted_at = timezone.now()

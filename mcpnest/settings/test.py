@@ -11,7 +11,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-" + "x" * 60)
 # A Fernet key used only by the test suite.
 os.environ.setdefault("MCPNEST_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA=")
 
-from mcpnest.settings.base import *  # noqa: E402,F403
+from mcpnest.settings.base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECURE_SSL_REDIRECT = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import timedelta
 
@@ -18,8 +19,16 @@ from apps.audit.services import audit_event_record, retention_apply, tool_calls_
 
 def _calls(workspace, n, **extra):
     return [
-        {"workspace_id": workspace.pk, "method": "tools/call", "tool_name": f"t{i}", "server_slug": "s", "status": 200,
-         "latency_ms": i, "client_ip": "127.0.0.1", **extra}
+        {
+            "workspace_id": workspace.pk,
+            "method": "tools/call",
+            "tool_name": f"t{i}",
+            "server_slug": "s",
+            "status": 200,
+            "latency_ms": i,
+            "client_ip": "127.0.0.1",
+            **extra,
+        }
         for i in range(n)
     ]
 
@@ -33,7 +42,7 @@ def test_rows_link_to_their_predecessor(cast):
     rows = list(ToolCall.objects.filter(workspace=cast.acme).order_by("seq"))
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0].prev_hash == "0" * 64
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.row_hash
     head = AuditChain.objects.get(workspace=cast.acme, stream="calls")
     assert (head.last_seq, head.last_hash) == (5, rows[-1].row_hash)
@@ -42,7 +51,11 @@ def test_rows_link_to_their_predecessor(cast):
 
 def test_workspaces_have_separate_chains(cast):
     tool_calls_record(_calls(cast.acme, 2) + _calls(cast.globex, 3))
-    assert list(ToolCall.objects.filter(workspace=cast.globex).order_by("seq").values_list("seq", flat=True)) == [1, 2, 3]
+    assert list(ToolCall.objects.filter(workspace=cast.globex).order_by("seq").values_list("seq", flat=True)) == [
+        1,
+        2,
+        3,
+    ]
 
 
 def test_orm_refuses_update_and_delete(cast):
@@ -96,8 +109,14 @@ def test_verify_finds_an_inserted_row(cast):
         cursor.execute(f"UPDATE {_table(ToolCall)} SET seq = seq + 100 WHERE seq >= 2")
         cursor.execute(f"UPDATE {_table(ToolCall)} SET seq = seq - 99 WHERE seq >= 102")
     forged = ToolCall(
-        chain_id=original.chain_id, workspace_id=cast.acme.pk, seq=2, prev_hash=original.prev_hash, method="tools/call",
-        tool_name="forged", status=200, created_at=original.created_at,
+        chain_id=original.chain_id,
+        workspace_id=cast.acme.pk,
+        seq=2,
+        prev_hash=original.prev_hash,
+        method="tools/call",
+        tool_name="forged",
+        status=200,
+        created_at=original.created_at,
     )
     forged.row_hash = chain.row_hash(forged.prev_hash, forged)
     forged.save()
