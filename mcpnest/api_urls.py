@@ -1,3 +1,14 @@
-"""/api/v1/ routes, collected from each app's api/ package."""
+"""/api/v1/ routes, collected from each app's api/ package. Names live in the ``api`` namespace."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+from django.urls import include, path
+
+app_name = "api"
+
+urlpatterns = [
+    path("workspaces/", include("apps.workspaces.api.urls")),
+    path("workspaces/<slug:slug>/tokens/", include("apps.tokens.api.urls")),
+    path("workspaces/<slug:slug>/audit/", include("apps.audit.api.urls")),
+    path("me/", include("apps.accounts.api.urls")),
+]

@@ -16,11 +16,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.gateway.asgi import PATH_PREFIX, GatewayASGIHandler  # noqa: E402
 from mcpnest.routing import websocket_urlpatterns  # noqa: E402
+
+gateway_asgi_app = GatewayASGIHandler()
+
+
+async def http_app(scope, receive, send):
+    """Gateway requests skip the portal's middleware (see apps.gateway.asgi)."""
+    app = gateway_asgi_app if scope["path"].startswith(PATH_PREFIX) else django_asgi_app
+    await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

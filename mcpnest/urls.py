@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.gateway.views import endpoint as gateway_endpoint
+
 # Staff sign in through allauth, so MFA and its rate limits apply to the admin too.
 admin.site.login = secure_admin_login(admin.site.login)
 admin.site.site_header = "MCPNest administration"
@@ -14,5 +16,6 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("mcpnest.api_urls")),
+    path("api/gw/<slug:slug>", gateway_endpoint, name="gateway"),
     path("", include("apps.portal.urls")),
 ]

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from django.core.cache import cache
 
+from apps.core import shared_state
+
 REVOKED_KEY = "gw:revoked:{digest}"
 REVOKED_TTL = 60 * 60 * 24
 
 
 def broadcast(digest: str) -> None:
     cache.set(REVOKED_KEY.format(digest=digest), 1, REVOKED_TTL)
+    # Gateway workers drop their whole token cache when this epoch moves (within a second).
+    shared_state.bump(shared_state.TOKENS_EPOCH)
 
 
 def is_revoked(digest: str) -> bool:

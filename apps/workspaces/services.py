@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.audit.events import Action
 from apps.audit.services import audit_event_record
-from apps.core import secrets
+from apps.core import secrets, shared_state
 from apps.core.errors import RuleViolation
 from apps.rbac.access import Access, check_role_change
 from apps.rbac.roles import ASSIGNABLE, Capability, Role
@@ -103,6 +103,7 @@ def workspace_set_enforcement(*, access: Access, mode: str, ip: str | None = Non
         before = workspace.enforcement
         workspace.enforcement = mode
         workspace.save(update_fields=["enforcement"])
+        shared_state.workspace_changed(workspace.pk)
         _audit(workspace, access.user, Action.ENFORCEMENT_CHANGED, target=workspace, ip=ip, before=before, after=mode)
     return workspace
 
@@ -117,6 +118,7 @@ def workspace_set_rate_limit(*, access: Access, per_minute: int, ip: str | None 
         before = workspace.rate_limit_per_minute
         workspace.rate_limit_per_minute = per_minute
         workspace.save(update_fields=["rate_limit_per_minute"])
+        shared_state.workspace_changed(workspace.pk)
         _audit(
             workspace, access.user, Action.RATE_LIMIT_CHANGED, target=workspace, ip=ip, before=before, after=per_minute
         )
@@ -132,6 +134,7 @@ def workspace_delete(*, access: Access, ip: str | None = None) -> None:
     workspace.deleted_at = timezone.now()
     workspace.save(update_fields=["deleted_at"])
     Invitation.objects.pending().filter(workspace=workspace).update(revoked_at=workspace.deleted_at)
+    shared_state.workspace_changed(workspace.pk)
     _audit(workspace, access.user, Action.WORKSPACE_DELETED, target=workspace, ip=ip)
 
 
@@ -164,6 +167,7 @@ def member_add(
     if Membership.objects.filter(workspace=workspace, user=user).exists():
         raise RuleViolation(f"{user.email} is already a member of {workspace.slug}.")
     membership = Membership.objects.create(workspace=workspace, user=user, role=role)
+    shared_state.workspace_changed(workspace.pk)
     _audit(workspace, actor, action, target=membership, ip=ip, role=role)
     return membership
 
@@ -218,6 +222,7 @@ def member_remove(*, access: Access, membership: Membership, ip: str | None = No
         left=leaving,
     )
     current.delete()
+    shared_state.workspace_changed(access.workspace.pk)
 
 
 # --- Invitations -----------------------------------------------------------------
@@ -235,9 +240,9 @@ def invitation_create(
     access.require(Capability.MANAGE_MEMBERS)
     email = (email or "").strip().lower()
     if role not in ASSIGNABLE.get(access.role, frozenset()):
-        raise RuleViolation(
-            f"Your role cannot invite someone as {Role(role).label if role in Role.values else role!r}."
-        )
+        # (!r inside the f-string would apply to the whole expression and quote the label.)
+        label = Role(role).label if role in Role.values else repr(role)
+        raise RuleViolation(f"Your role cannot invite someone as {label}.")
     invitation = Invitation(
         workspace=access.workspace,
         email=email,

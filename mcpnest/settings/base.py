@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "apps.workspaces",
     "apps.tokens",
     "apps.audit",
+    "apps.gateway",
     "apps.portal",
 ]
 
@@ -205,6 +206,8 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+WHITENOISE_AUTOREFRESH = DEBUG  # development: serve from the finders, no collectstatic
+WHITENOISE_USE_FINDERS = DEBUG
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

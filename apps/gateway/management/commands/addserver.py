@@ -1,0 +1,39 @@
+"""Add an upstream MCP server to a workspace's gateway (added and approved, tools pinned)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.core.errors import RuleViolation
+from apps.gateway.services import parse_header, server_add
+from apps.workspaces.management.cli import one_line, operator_access, workspace_active
+
+
+class Command(BaseCommand):
+    help = "Add and approve an upstream MCP server: addserver SLUG SERVER_SLUG URL [--prefix P] [--header 'N: v']..."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug", help="workspace slug")
+        parser.add_argument("server_slug")
+        parser.add_argument("url")
+        parser.add_argument("--prefix", default="", help="prefix for this server's tool names, e.g. gh_")
+        parser.add_argument(
+            "--header",
+            action="append",
+            default=[],
+            metavar="'NAME: value'",
+            help="a header sent upstream (credentials); stored encrypted, repeatable",
+        )
+
+    def handle(self, *args, slug: str, server_slug: str, url: str, prefix: str, header: list[str], **options):
+        workspace = workspace_active(slug)
+        try:
+            headers = dict(parse_header(value) for value in header)
+            server = server_add(
+                access=operator_access(workspace), slug=server_slug, url=url, prefix=prefix, headers=headers
+            )
+        except (ValidationError, RuleViolation) as exc:
+            raise CommandError(one_line(exc)) from None
+        state = "reachable" if server.health_ok else f"NOT reachable ({server.health_detail})"
+        self.stdout.write(f"Added {workspace.slug}/{server.slug} ({state}); {server.pins.count()} tools pinned.")

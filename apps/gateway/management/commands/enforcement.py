@@ -1,0 +1,21 @@
+"""Set a workspace's allowlist enforcement: enforcement SLUG off|shadow|enforce."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from apps.workspaces.management.cli import operator_access, workspace_active
+from apps.workspaces.models import Enforcement
+from apps.workspaces.services import workspace_set_enforcement
+
+
+class Command(BaseCommand):
+    help = "off: allowlists not applied; shadow: calls pass, would-be blocks recorded; enforce: only allowed tools."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("mode", choices=Enforcement.values)
+
+    def handle(self, *args, slug: str, mode: str, **options) -> None:
+        workspace = workspace_set_enforcement(access=operator_access(workspace_active(slug)), mode=mode)
+        self.stdout.write(f"{workspace.slug}: enforcement {workspace.enforcement}")

@@ -1,0 +1,130 @@
+"""What the gateway governs: upstream MCP servers, per-member allowlists and tool pins."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from apps.core import crypto
+
+server_slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
+    "Use 1–40 lowercase letters, digits and hyphens, starting and ending with a letter or digit.",
+)
+# Tool names SHOULD be [A-Za-z0-9_.-]; a prefix must keep them so.
+prefix_validator = RegexValidator(r"^[A-Za-z0-9_.-]{1,40}$", "Use up to 40 letters, digits, '_', '.' or '-'.")
+
+
+class UpstreamServer(models.Model):
+    """An MCP server behind a workspace's gateway.
+
+    Upstream credentials (``headers``) are encrypted at rest with MCPNEST_ENCRYPTION_KEYS and
+    never shown again once saved. Only approved, enabled servers are reached by the gateway.
+    """
+
+    class Transport(models.TextChoices):
+        AUTO = "auto", "Detect"
+        STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+        SSE = "sse", "Legacy HTTP+SSE"
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested (waiting for approval)"
+        APPROVED = "approved", "Approved"
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="servers")
+    slug = models.CharField(max_length=40, validators=[server_slug_validator])
+    url = models.URLField(max_length=500)
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.AUTO)
+    prefix = models.CharField(max_length=40, blank=True, validators=[prefix_validator])
+    position = models.PositiveIntegerField(default=0)
+    headers_encrypted = models.TextField(blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    health_ok = models.BooleanField(null=True, blank=True)
+    health_detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["workspace", "position", "slug"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "slug"], name="server_unique_slug")]
+
+    def __str__(self) -> str:
+        return f"{self.workspace.slug}/{self.slug}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.enabled and self.status == self.Status.APPROVED
+
+    @property
+    def header_names(self) -> list[str]:
+        return sorted(self.get_headers())
+
+    def get_headers(self) -> dict[str, str]:
+        if not self.headers_encrypted:
+            return {}
+        return json.loads(crypto.decrypt(self.headers_encrypted))
+
+    def set_headers(self, headers: dict[str, str]) -> None:
+        self.headers_encrypted = crypto.encrypt(json.dumps(headers)) if headers else ""
+
+
+class AllowRule(models.Model):
+    """One ``server:tool`` (or ``server:*``) a member may call when enforcement is on."""
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="allow_rules")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="allow_rules")
+    server_slug = models.CharField(max_length=40)
+    tool = models.CharField(max_length=200, help_text="A tool name, or * for every tool of the server.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["workspace", "user", "server_slug", "tool"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "user", "server_slug", "tool"], name="allowrule_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_slug}:{self.tool}"
+
+
+class ToolPin(models.Model):
+    """The approved definition of one upstream tool (defence against "rug pulls").
+
+    When the upstream later presents a different definition it is stored as pending and
+    the tool is withheld until an Owner or Admin re-approves it.
+    """
+
+    server = models.ForeignKey(UpstreamServer, on_delete=models.CASCADE, related_name="pins")
+    tool_name = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)
+    definition = models.JSONField()
+    pending_fingerprint = models.CharField(max_length=64, blank=True)
+    pending_definition = models.JSONField(null=True, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["server", "tool_name"]
+        constraints = [models.UniqueConstraint(fields=["server", "tool_name"], name="toolpin_unique_tool")]
+
+    def __str__(self) -> str:
+        return f"{self.server.slug}:{self.tool_name}"
+
+    @property
+    def has_pending_change(self) -> bool:
+        return bool(self.pending_fingerprint)

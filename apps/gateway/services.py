@@ -1,0 +1,303 @@
+"""Writes for the gateway: upstream servers, allowlists and tool pins.
+
+Each write bumps the workspace's epoch (on commit) so every gateway worker reloads its
+snapshot within a second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.audit.events import Action
+from apps.audit.services import audit_event_record
+from apps.core import shared_state as shared
+from apps.core.errors import RuleViolation
+from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
+from apps.rbac.roles import Capability
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.rbac.access import Access
+    from apps.workspaces.models import Workspace
+
+
+def _actor(access: Access) -> User | None:
+    return access.user if access.user.pk else None
+
+
+config_changed = shared.workspace_changed
+
+
+def _audit(server: UpstreamServer, actor: User | None, action: Action, ip: str | None = None, **metadata) -> None:
+    audit_event_record(
+        workspace=server.workspace,
+        actor=actor,
+        action=action,
+        target_type="server",
+        target_id=server.pk,
+        target_repr=server.slug,
+        metadata=metadata,
+        ip=ip,
+    )
+
+
+def parse_header(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in content or "\r" in content:
+        raise RuleViolation(f"Headers are written 'Name: value' (got {value.split(':')[0]!r}…).")
+    return name, content.strip()
+
+
+# --- upstream servers --------------------------------------------------------------------
+
+
+def server_add(
+    *,
+    access: Access,
+    slug: str,
+    url: str,
+    prefix: str = "",
+    headers: dict[str, str] | None = None,
+    position: int | None = None,
+    ip: str | None = None,
+) -> UpstreamServer:
+    """Add an upstream. Owners and Admins add it approved (pins recorded); a Member's waits."""
+    can_manage = access.can(Capability.MANAGE_SERVERS)
+    if not can_manage:
+        access.require(Capability.REQUEST_SERVER)
+    workspace = access.workspace
+    if position is None:
+        last = UpstreamServer.objects.filter(workspace=workspace).order_by("-position").first()
+        position = (last.position + 10) if last else 10
+    server = UpstreamServer(
+        workspace=workspace,
+        slug=(slug or "").strip(),
+        url=(url or "").strip(),
+        prefix=(prefix or "").strip(),
+        position=position,
+        requested_by=_actor(access),
+    )
+    server.set_headers(headers or {})
+    server.full_clean(exclude=["workspace"], validate_unique=False)
+    try:
+        with transaction.atomic():
+            server.save()
+            action = Action.SERVER_ADDED if can_manage else Action.SERVER_REQUESTED
+            _audit(
+                server,
+                _actor(access),
+                action,
+                ip,
+                url=server.url,
+                prefix=server.prefix,
+                header_names=sorted((headers or {}).keys()),
+            )
+    except IntegrityError:
+        raise ValidationError({"slug": f"{workspace.slug} already has a server called {server.slug!r}."}) from None
+    if can_manage:
+        server_approve(access=access, server=server, ip=ip)
+    return server
+
+
+def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:
+    from apps.gateway.runtime.upstream import Upstream, UpstreamConfig
+
+    async def fetch() -> list[dict[str, Any]]:
+        config = UpstreamConfig(server.pk, server.slug, server.url, tuple(sorted(server.get_headers().items())))
+        upstream = Upstream(config=config)  # a throw-away connection: this runs outside the gateway loop
+        try:
+            await upstream.ensure_connected(10.0)
+            if "tools" not in upstream.capabilities:
+                return []
+            return await upstream.list_all("tools/list", "tools", timeout=10.0)
+        finally:
+            from apps.gateway.runtime.upstream import http_client
+
+            await http_client().aclose()
+
+    return async_to_sync(fetch)()
+
+
+def server_approve(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
+    """Approve a server and pin the definition of every tool it offers right now.
+
+    If the upstream cannot be reached, the server is approved without pins: each tool it
+    later offers waits for approval like a changed one (never trusted on first use).
+    """
+    from apps.gateway.runtime.catalog import fingerprint
+    from apps.gateway.runtime.upstream import UpstreamError
+
+    access.require(Capability.MANAGE_SERVERS)
+    if server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That server belongs to another workspace.")
+    try:
+        tools = _fetch_tools(server)
+        detail, ok = f"{len(tools)} tools", True
+    except UpstreamError as exc:
+        tools, detail, ok = [], str(exc), False
+    now = timezone.now()
+    with transaction.atomic():
+        server.status = UpstreamServer.Status.APPROVED
+        server.approved_by = _actor(access)
+        server.approved_at = now
+        server.health_checked_at, server.health_ok, server.health_detail = now, ok, detail[:300]
+        server.save()
+        for tool in tools:
+            if isinstance(tool.get("name"), str):
+                ToolPin.objects.update_or_create(
+                    server=server,
+                    tool_name=tool["name"],
+                    defaults={
+                        "fingerprint": fingerprint(tool),
+                        "definition": tool,
+                        "pending_fingerprint": "",
+                        "pending_definition": None,
+                        "pending_since": None,
+                        "approved_by": _actor(access),
+                        "approved_at": now,
+                    },
+                )
+        _audit(server, _actor(access), Action.SERVER_APPROVED, ip, tools_pinned=len(tools), reachable=ok)
+        config_changed(server.workspace_id)
+    return server
+
+
+@transaction.atomic
+def server_set_enabled(*, access: Access, server: UpstreamServer, enabled: bool, ip: str | None = None) -> None:
+    access.require(Capability.MANAGE_SERVERS)
+    if server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That server belongs to another workspace.")
+    if server.enabled != enabled:
+        server.enabled = enabled
+        server.save(update_fields=["enabled"])
+        _audit(
+            server, _actor(access), Action.SERVER_UPDATED if enabled else Action.SERVER_DISABLED, ip, enabled=enabled
+        )
+        config_changed(server.workspace_id)
+
+
+@transaction.atomic
+def server_remove(*, access: Access, server: UpstreamServer, ip: str | None = None) -> None:
+    access.require(Capability.MANAGE_SERVERS)
+    if server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That server belongs to another workspace.")
+    _audit(server, _actor(access), Action.SERVER_REMOVED, ip, url=server.url)
+    config_changed(server.workspace_id)
+    server.delete()
+
+
+def server_mark_unhealthy(*, workspace_id: int, server_slug: str, detail: str) -> None:
+    """Called by the gateway when an upstream fails a listing (once per failure streak)."""
+    server = (
+        UpstreamServer.objects.select_related("workspace").filter(workspace_id=workspace_id, slug=server_slug).first()
+    )
+    if server is None:
+        return
+    with transaction.atomic():
+        UpstreamServer.objects.filter(pk=server.pk).update(
+            health_checked_at=timezone.now(), health_ok=False, health_detail=detail[:300]
+        )
+        _audit(server, None, Action.HEALTH_CHECKED, ok=False, detail=detail[:300])
+
+
+# --- allowlists ---------------------------------------------------------------------------
+
+
+def parse_rule(text: str) -> tuple[str, str]:
+    server_slug, sep, tool = text.strip().partition(":")
+    if not sep or not server_slug or not tool:
+        raise RuleViolation(f"Rules are written server:tool or server:* (got {text!r}).")
+    return server_slug, tool
+
+
+@transaction.atomic
+def allowlist_set(*, access: Access, member: User, rules: list[str], ip: str | None = None) -> list[str]:
+    """Replace ``member``'s allowlist with ``rules`` (``server:tool`` or ``server:*``)."""
+    access.require(Capability.MANAGE_ALLOWLISTS)
+    workspace: Workspace = access.workspace
+    if not workspace.memberships.filter(user=member).exists():
+        raise RuleViolation(f"{member.email} is not a member of {workspace.slug}.")
+    pairs = sorted({parse_rule(rule) for rule in rules})
+    before = sorted(
+        f"{s}:{t}"
+        for s, t in AllowRule.objects.filter(workspace=workspace, user=member).values_list("server_slug", "tool")
+    )
+    AllowRule.objects.filter(workspace=workspace, user=member).delete()
+    AllowRule.objects.bulk_create(
+        [AllowRule(workspace=workspace, user=member, server_slug=s, tool=t) for s, t in pairs]
+    )
+    after = [f"{s}:{t}" for s, t in pairs]
+    audit_event_record(
+        workspace=workspace,
+        actor=_actor(access),
+        action=Action.ALLOWLIST_CHANGED,
+        target_type="member",
+        target_id=member.pk,
+        target_repr=member.email,
+        metadata={"before": before, "after": after},
+        ip=ip,
+    )
+    config_changed(workspace.pk)
+    return after
+
+
+# --- tool pins ------------------------------------------------------------------------------
+
+
+def pin_observe(*, server_id: int, tool_name: str, definition: dict[str, Any], fingerprint: str) -> None:
+    """The gateway saw a tool definition that differs from its pin (or has none): hold it."""
+    server = UpstreamServer.objects.select_related("workspace").filter(pk=server_id).first()
+    if server is None:
+        return
+    with transaction.atomic():
+        pin = ToolPin.objects.select_for_update().filter(server=server, tool_name=tool_name).first()
+        if pin is not None and fingerprint in (pin.fingerprint, pin.pending_fingerprint):
+            return
+        if pin is None:
+            pin = ToolPin(server=server, tool_name=tool_name, fingerprint="", definition={})
+        pin.pending_fingerprint = fingerprint
+        pin.pending_definition = definition
+        pin.pending_since = timezone.now()
+        pin.save()
+        _audit(
+            server,
+            None,
+            Action.TOOL_DEFINITION_CHANGED,
+            tool=tool_name,
+            new=not pin.fingerprint,
+            fingerprint=fingerprint,
+        )
+        config_changed(server.workspace_id)
+
+
+@transaction.atomic
+def pin_approve(*, access: Access, pin: ToolPin, ip: str | None = None) -> ToolPin:
+    """Accept the pending definition of a tool; the gateway offers it again."""
+    access.require(Capability.MANAGE_ALLOWLISTS)
+    pin = ToolPin.objects.select_for_update().select_related("server__workspace").get(pk=pin.pk)
+    if pin.server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That tool belongs to another workspace.")
+    if not pin.pending_fingerprint:
+        raise RuleViolation("That tool has no pending change to approve.")
+    previous = pin.fingerprint
+    pin.fingerprint, pin.definition = pin.pending_fingerprint, pin.pending_definition
+    pin.pending_fingerprint, pin.pending_definition, pin.pending_since = "", None, None
+    pin.approved_by, pin.approved_at = _actor(access), timezone.now()
+    pin.save()
+    _audit(
+        pin.server,
+        _actor(access),
+        Action.TOOL_REAPPROVED,
+        ip,
+        tool=pin.tool_name,
+        previous=previous,
+        fingerprint=pin.fingerprint,
+    )
+    config_changed(pin.server.workspace_id)
+    return pin

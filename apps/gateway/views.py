@@ -1,0 +1,347 @@
+"""``/api/gw/<slug>``: the workspace's MCP endpoint (Streamable HTTP, both protocol eras).
+
+Transport only: authentication, sessions, era detection, header checks, JSON or SSE
+responses. What each MCP method does lives in ``runtime.engine``.
+
+* 2025 revisions (2025-03-26, 2025-06-18, 2025-11-25): ``initialize`` mints an
+  ``Mcp-Session-Id``, a signed value bound to the token that created it, so any gateway
+  process can check it without shared state; ``DELETE`` ends it (recorded in the shared
+  store). GET answers 405 (the gateway pushes nothing unprompted).
+* 2026-07-28: stateless requests carrying ``_meta``; the routing headers are validated
+  with the SDK's own ladder (``mcp.shared.inbound``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets as pysecrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.request import validate_host
+from django.views.decorators.csrf import csrf_exempt
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    unsupported_protocol_version_rejection,
+)
+from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from apps.core import shared_state as shared
+from apps.core.http import client_ip
+from apps.gateway.runtime import engine
+from apps.gateway.runtime.engine import INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, Caller, RpcError
+from apps.gateway.runtime.state import snapshots
+
+SESSION_SALT = "mcpnest.gateway.session"
+SESSION_MAX_AGE = shared.SESSION_TTL
+SESSION_NOT_FOUND = -32001
+DEFAULT_LEGACY_VERSION = "2025-03-26"
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(body, separators=(",", ":")), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(code: int, message: str, *, id: Any = None, status: int = 400, data: Any = None, headers=None):
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return _json({"jsonrpc": "2.0", "id": id, "error": error}, status=status, headers=headers)
+
+
+def _unauthorized(message: str) -> HttpResponse:
+    return _error(
+        -32001,
+        message,
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="mcpnest", error="invalid_token"'},
+    )
+
+
+def _sse_frame(message: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def _origin_allowed(request: HttpRequest) -> bool:
+    """DNS-rebinding defence: a browser Origin must be one of our own hosts."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    host = urlsplit(origin).hostname or ""
+    return validate_host(host, settings.ALLOWED_HOSTS)
+
+
+def _accepts(request: HttpRequest) -> tuple[bool, bool]:
+    accept = request.headers.get("Accept", "")
+    wildcard = "*/*" in accept
+    return wildcard or "application/json" in accept, wildcard or "text/event-stream" in accept
+
+
+def _session_key(session_id: str) -> str:
+    return "gw:sess:end:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+
+
+def _mint_session(token_id: int, version: str, client: dict[str, Any]) -> str:
+    payload = {
+        "t": token_id,
+        "v": version,
+        "n": str(client.get("name", ""))[:100],
+        "cv": str(client.get("version", ""))[:50],
+        "r": pysecrets.token_hex(8),
+    }
+    return signing.dumps(payload, salt=SESSION_SALT, compress=True)
+
+
+def _read_session(session_id: str, token_id: int) -> dict[str, Any] | None:
+    try:
+        payload = signing.loads(session_id, salt=SESSION_SALT, max_age=SESSION_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    # Bound to the token that created it: another member's session id is no use.
+    return payload if payload.get("t") == token_id else None
+
+
+def _is_modern(request: HttpRequest, body: dict[str, Any]) -> bool:
+    if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
+        return True
+    params = body.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+
+
+# --- the view -------------------------------------------------------------------------------
+
+
+@csrf_exempt
+async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return _error(INVALID_REQUEST, "Host not allowed.", status=400)
+    if not _origin_allowed(request):
+        return _error(INVALID_REQUEST, "Origin not allowed.", status=403)
+    if request.method not in ("POST", "GET", "DELETE"):
+        return HttpResponse(status=405, headers={"Allow": "POST, GET, DELETE"})
+
+    config = await snapshots.workspace(slug)
+    if config is None:
+        return _error(INVALID_REQUEST, f"No gateway at /api/gw/{slug}.", status=404)
+
+    ip = client_ip(request) or ""
+    session_id = request.headers.get("Mcp-Session-Id", "")
+    count, session_ended = await shared.hit(
+        f"gw:rl:{slug}:{ip}:{int(asyncio.get_running_loop().time() // 60)}",
+        _session_key(session_id) if session_id else None,
+    )
+    if count > config.rate_limit_per_minute:
+        return _error(
+            RATE_LIMITED,
+            f"Rate limit exceeded: {config.rate_limit_per_minute} requests per minute per client. Retry later.",
+            status=429,
+            headers={"Retry-After": "60"},
+        )
+
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return _unauthorized("Missing bearer token: send Authorization: Bearer mng_...")
+    token = await snapshots.token(raw.strip())
+    if token is None or token.workspace_id != config.id:
+        return _unauthorized("Invalid, expired or revoked token for this workspace.")
+    if not token.is_workspace_token and token.user_id not in config.member_ids:
+        return _unauthorized("The token's owner is no longer a member of this workspace.")
+
+    if request.method == "GET":
+        return HttpResponse(status=405, headers={"Allow": "POST, DELETE"})
+    if request.method == "DELETE":
+        if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if not session_id:
+            return _error(INVALID_REQUEST, "DELETE needs the Mcp-Session-Id header of the session to end.")
+        if session_ended or _read_session(session_id, token.id) is None:
+            return _error(SESSION_NOT_FOUND, "Session not found.", status=404)
+        await shared.end_session(_session_key(session_id))
+        return HttpResponse(status=204)
+    return await _post(request, config=config, token=token, ip=ip, session_id=session_id, session_ended=session_ended)
+
+
+async def _post(request, *, config, token, ip, session_id, session_ended) -> HttpResponse:
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _error(INVALID_REQUEST, "Content-Type must be application/json.", status=415)
+    wants_json, wants_sse = _accepts(request)
+    if not wants_json or not wants_sse:
+        return _error(INVALID_REQUEST, "Accept must list both application/json and text/event-stream.", status=406)
+    try:
+        body = json.loads(request.body)
+    except (ValueError, RecursionError) as exc:
+        return _error(PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc}).")
+    if isinstance(body, list):
+        return _error(INVALID_REQUEST, "Batches are not supported: send one JSON-RPC message per POST.")
+    if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+        return _error(INVALID_REQUEST, 'Invalid request: expected one JSON-RPC 2.0 object with "jsonrpc": "2.0".')
+    message_id = body.get("id")
+    has_id = "id" in body
+    method = body.get("method")
+    if has_id and (message_id is None or isinstance(message_id, bool) or not isinstance(message_id, str | int)):
+        return _error(INVALID_REQUEST, "Invalid request: id must be a string or an integer.")
+    if method is None:
+        if has_id and ("result" in body or "error" in body):
+            return HttpResponse(status=202)  # a response to a request we never send; accepted and dropped
+        return _error(INVALID_REQUEST, "Invalid request: method is missing.", id=message_id)
+    if not isinstance(method, str):
+        return _error(INVALID_REQUEST, "Invalid request: method must be a string.", id=message_id)
+
+    if _is_modern(request, body):
+        return await _post_modern(request, body, config=config, token=token, ip=ip, wants_sse=wants_sse)
+
+    # --- 2025 revisions -----------------------------------------------------------------
+    if method == "initialize":
+        if not has_id:
+            return _error(INVALID_REQUEST, "initialize must be a request (with an id).")
+        params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        client = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+        version, result = engine.initialize_result(config, params.get("protocolVersion"))
+        new_session = _mint_session(token.id, version, client)
+        return _json({"jsonrpc": "2.0", "id": message_id, "result": result}, headers={"Mcp-Session-Id": new_session})
+    if not session_id:
+        return _error(INVALID_REQUEST, "Missing Mcp-Session-Id header: send initialize first.", id=message_id)
+    session = None if session_ended else _read_session(session_id, token.id)
+    if session is None:
+        return _error(SESSION_NOT_FOUND, "Session not found: initialize a new session.", id=message_id, status=404)
+    version = request.headers.get("MCP-Protocol-Version") or DEFAULT_LEGACY_VERSION
+    if version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        return _error(
+            INVALID_REQUEST,
+            f"Unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}.",
+            id=message_id,
+        )
+    if not has_id:
+        return HttpResponse(status=202)  # notifications (initialized, cancelled, …)
+    caller = Caller(
+        token=token,
+        config=config,
+        ip=ip,
+        protocol_version=version,
+        modern=False,
+        # The audit trail names a session by its random part: short, stable, and no use to anyone else.
+        client_name=session.get("n", ""),
+        client_version=session.get("cv", ""),
+        session_id=session.get("r", ""),
+    )
+    return await _answer(caller, body, wants_sse=wants_sse)
+
+
+async def _post_modern(request, body, *, config, token, ip, wants_sse) -> HttpResponse:
+    message_id = body.get("id")
+    if "id" not in body:
+        rejection = unsupported_protocol_version_rejection(request.headers.get("MCP-Protocol-Version", ""))
+        if rejection is not None:
+            return _rejection(rejection, None)
+        return HttpResponse(status=202)
+    duplicated = find_duplicated_routing_header((k.lower(), v) for k, v in _raw_headers(request))
+    if duplicated is not None:
+        return _rejection(
+            InboundLadderRejection(code=-32020, message=f"{duplicated} header appears more than once"), message_id
+        )
+    verdict = classify_inbound_request(body, headers={k.lower(): v for k, v in request.headers.items()})
+    if isinstance(verdict, InboundLadderRejection):
+        return _rejection(verdict, message_id)
+    client = verdict.client_info if isinstance(verdict.client_info, dict) else {}
+    caller = Caller(
+        token=token,
+        config=config,
+        ip=ip,
+        protocol_version=verdict.protocol_version,
+        modern=True,
+        client_name=str(client.get("name", "")),
+        client_version=str(client.get("version", "")),
+    )
+    return await _answer(caller, body, wants_sse=wants_sse)
+
+
+def _raw_headers(request: HttpRequest):
+    for key, value in request.META.items():
+        if key.startswith("HTTP_"):
+            yield key[5:].replace("_", "-"), value
+
+
+def _rejection(rejection: InboundLadderRejection, message_id: Any) -> HttpResponse:
+    status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
+    return _error(rejection.code, rejection.message, id=message_id, status=status, data=rejection.data)
+
+
+def _reply(caller: Caller, message_id: Any, outcome: dict[str, Any] | RpcError) -> tuple[dict[str, Any], int]:
+    if isinstance(outcome, RpcError):
+        error: dict[str, Any] = {"code": outcome.code, "message": outcome.message}
+        if outcome.data is not None:
+            error["data"] = outcome.data
+        # The 2026-07-28 transport maps some error codes to HTTP statuses; the 2025 one answers 200.
+        status = ERROR_CODE_HTTP_STATUS.get(outcome.code, 200) if caller.modern else 200
+        return {"jsonrpc": "2.0", "id": message_id, "error": error}, status
+    return {"jsonrpc": "2.0", "id": message_id, "result": outcome}, 200
+
+
+async def _answer(caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> HttpResponse:
+    """JSON when the answer comes without notifications; SSE as soon as upstream streams one."""
+    message_id = body.get("id")
+    if body["method"] not in ("tools/call", "prompts/get", "resources/read") or not wants_sse:
+        outcome = await _run(caller, body, None)
+        reply, status = _reply(caller, message_id, outcome)
+        return _json(reply, status=status)
+
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    async def notify(notification: dict[str, Any]) -> None:
+        await queue.put(("notification", notification))
+
+    async def run() -> None:
+        await queue.put(("done", await _run(caller, body, notify)))
+
+    task = asyncio.ensure_future(run())
+    kind, first = await queue.get()
+    if kind == "done":
+        reply, status = _reply(caller, message_id, first)
+        return _json(reply, status=status)
+
+    async def stream():
+        try:
+            yield _sse_frame(first)
+            while True:
+                item_kind, item = await queue.get()
+                if item_kind == "done":
+                    yield _sse_frame(_reply(caller, message_id, item)[0])
+                    return
+                yield _sse_frame(item)
+        finally:
+            if not task.done():
+                task.cancel()  # the client went away: stop the upstream call
+
+    return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _run(caller: Caller, body: dict[str, Any], notify) -> dict[str, Any] | RpcError:
+    try:
+        return await engine.dispatch(caller, body, notify)
+    except RpcError as exc:
+        return exc

@@ -1,0 +1,165 @@
+"""The Streamable HTTP transport at /api/gw/<slug>: sessions, headers and every kind of bad input."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/api/gw/acme"
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def rpc(method, id=1, **params):
+    body = {"jsonrpc": "2.0", "method": method}
+    if id is not None:
+        body["id"] = id
+    if params:
+        body["params"] = params
+    return body
+
+
+async def _initialize(client, version="2025-11-25"):
+    response = await client.post(
+        URL,
+        json=rpc("initialize", protocolVersion=version, capabilities={}, clientInfo={"name": "pytest", "version": "9"}),
+        headers=ACCEPT,
+    )
+    assert response.status_code == 200, response.text
+    return response.headers["mcp-session-id"], response.json()["result"]
+
+
+@pytest.fixture
+def carol_token(cast, issue):
+    return issue(cast.carol)
+
+
+async def test_initialize_answers_gateway_identity_and_mints_a_session(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        session, result = await _initialize(client)
+    assert result["protocolVersion"] == "2025-11-25"
+    assert result["serverInfo"]["name"] == "mcpnest"
+    assert set(result["capabilities"]) == {"tools", "resources", "prompts"}
+    assert all(0x21 <= ord(c) <= 0x7E for c in session)
+
+
+async def test_unknown_protocol_version_is_answered_with_the_latest(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        _, result = await _initialize(client, version="1999-01-01")
+    assert result["protocolVersion"] == "2025-11-25"
+
+
+async def test_session_rules(asgi_client, carol_token, cast, issue):
+    async with asgi_client(carol_token) as client:
+        missing = await client.post(URL, json=rpc("ping"), headers=ACCEPT)
+        assert missing.status_code == 400 and "Mcp-Session-Id" in missing.json()["error"]["message"]
+        unknown = await client.post(URL, json=rpc("ping"), headers={**ACCEPT, "Mcp-Session-Id": "forged"})
+        assert unknown.status_code == 404
+        session, _ = await _initialize(client)
+        headers = {**ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+        ok = await client.post(URL, json=rpc("ping"), headers=headers)
+        assert ok.status_code == 200 and ok.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+        note = await client.post(URL, json=rpc("notifications/initialized", id=None), headers=headers)
+        assert note.status_code == 202 and note.content == b""
+        bad_version = await client.post(URL, json=rpc("ping"), headers={**headers, "MCP-Protocol-Version": "2099-1-1"})
+        assert bad_version.status_code == 400
+        assert (await client.delete(URL, headers={"Mcp-Session-Id": session})).status_code == 204
+        ended = await client.post(URL, json=rpc("ping"), headers=headers)
+        assert ended.status_code == 404
+    # A session is bound to the token that created it.
+    other = await sync_to_async(issue)(cast.bob)
+    async with asgi_client(carol_token) as client:
+        session, _ = await _initialize(client)
+    async with asgi_client(other) as client:
+        stolen = await client.post(URL, json=rpc("ping"), headers={**ACCEPT, "Mcp-Session-Id": session})
+    assert stolen.status_code == 404
+
+
+async def test_get_answers_405(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        response = await client.get(URL, headers={"Accept": "text/event-stream"})
+    assert response.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "words"),
+    [
+        (b"{not json", 400, -32700, "not valid JSON"),
+        (b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', 400, -32600, "Batches"),
+        (b'"hello"', 400, -32600, "JSON-RPC 2.0"),
+        (b'{"id":1,"method":"ping"}', 400, -32600, "jsonrpc"),
+        (b'{"jsonrpc":"2.0","id":1}', 400, -32600, "method is missing"),
+        (b'{"jsonrpc":"2.0","id":null,"method":"ping"}', 400, -32600, "id must be"),
+        (b'{"jsonrpc":"2.0","id":1,"method":42}', 400, -32600, "method must be a string"),
+    ],
+)
+async def test_malformed_messages(asgi_client, carol_token, body, status, code, words):
+    async with asgi_client(carol_token) as client:
+        session, _ = await _initialize(client)
+        response = await client.post(URL, content=body, headers={**ACCEPT, "Mcp-Session-Id": session})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and words in error["message"]
+
+
+async def test_unknown_method_and_bad_params(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        session, _ = await _initialize(client)
+        headers = {**ACCEPT, "Mcp-Session-Id": session}
+        unknown = await client.post(URL, json=rpc("tools/explode"), headers=headers)
+        assert unknown.json()["error"]["code"] == -32601
+        assert "tools/explode" in unknown.json()["error"]["message"]
+        bad = await client.post(
+            URL, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": []}, headers=headers
+        )
+        assert bad.json()["error"]["code"] == -32602
+        no_name = await client.post(URL, json=rpc("tools/call", arguments={}), headers=headers)
+        assert no_name.json()["error"]["code"] == -32602 and "params.name" in no_name.json()["error"]["message"]
+        cursor = await client.post(URL, json=rpc("tools/list", cursor="nope"), headers=headers)
+        assert cursor.json()["error"]["code"] == -32602
+
+
+async def test_content_type_and_accept_are_checked(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        wrong_type = await client.post(
+            URL, content=b"{}", headers={"Accept": ACCEPT["Accept"], "Content-Type": "text/plain"}
+        )
+        assert wrong_type.status_code == 415
+        wrong_accept = await client.post(URL, json=rpc("ping"), headers={"Accept": "application/json"})
+        assert wrong_accept.status_code == 406
+
+
+async def test_foreign_origin_is_refused(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        evil = await client.post(URL, json=rpc("ping"), headers={**ACCEPT, "Origin": "http://evil.example"})
+        own = await client.post(
+            URL,
+            json=rpc("initialize", protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "x"}),
+            headers={**ACCEPT, "Origin": "http://localhost:8000"},
+        )
+    assert evil.status_code == 403
+    assert own.status_code == 200
+
+
+async def test_authentication(asgi_client, cast, issue):
+    async with asgi_client() as client:
+        missing = await client.post(URL, json=rpc("ping"), headers=ACCEPT)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    async with asgi_client("mng_" + "0" * 48) as client:
+        assert (await client.post(URL, json=rpc("ping"), headers=ACCEPT)).status_code == 401
+    # A member of globex holds a valid token, but not for acme: refused, and acme's gateway tells it nothing.
+    globex_token = await sync_to_async(issue)(cast.dave, workspace=cast.globex)
+    async with asgi_client(globex_token) as client:
+        response = await client.post(
+            URL,
+            json=rpc("initialize", protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "x"}),
+            headers=ACCEPT,
+        )
+    assert response.status_code == 401
+
+
+async def test_unknown_workspace_is_404(asgi_client, carol_token):
+    async with asgi_client(carol_token) as client:
+        response = await client.post("/api/gw/nope", json=rpc("ping"), headers=ACCEPT)
+    assert response.status_code == 404

@@ -1,0 +1,85 @@
+"""Real upstream MCP servers for the gateway tests, built with the official `mcp` SDK and
+served over Streamable HTTP by uvicorn on 127.0.0.1 (a random free port)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+
+
+def build_server(name: str = "fixture", *, description_suffix: str = "") -> MCPServer:
+    server = MCPServer(name, version="1.0")
+
+    @server.tool(description="Echo the text back." + description_suffix)
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool(description="Add two integers.")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @server.tool(description="Report progress three times, then answer.")
+    async def slow(steps: int, ctx: Context) -> str:
+        for step in range(steps):
+            await ctx.report_progress(step + 1, steps, f"step {step + 1}")
+            await asyncio.sleep(0.05)
+        return f"done after {steps} steps"
+
+    @server.tool(description="Always fails.")
+    def fail() -> str:
+        raise ValueError("this tool always fails")
+
+    @server.prompt(description="A greeting prompt.")
+    def greet(who: str) -> str:
+        return f"Say hello to {who}."
+
+    @server.resource("note://readme", description="A fixed note.")
+    def readme() -> str:
+        return "hello from the fixture"
+
+    return server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, mcp_server: MCPServer, *, json_response: bool = False):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        app = mcp_server.streamable_http_app(json_response=json_response)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fixture MCP server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def running(mcp_server: MCPServer | None = None, **kwargs):
+    server = RunningServer(mcp_server or build_server(), **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
