@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from apps.audit.events import Action
 from apps.audit.services import audit_event_record
+from apps.core import shared_state
 from apps.core.http import client_ip
 
 
@@ -35,3 +38,12 @@ def record_login(sender, request, user, **kwargs) -> None:
         target_repr=user.email,
         ip=client_ip(request) if request is not None else None,
     )
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def drop_gateway_token_cache(sender, instance, update_fields=None, **kwargs) -> None:
+    # A deactivated person's tokens must stop working on every gateway worker; sign-ins
+    # (which save only last_login) change nothing the gateway caches.
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    shared_state.tokens_changed()

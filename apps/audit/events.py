@@ -36,6 +36,8 @@ class Action(StrEnum):
     TOOL_DEFINITION_CHANGED = "tool.definition_changed"
     TOOL_REAPPROVED = "tool.reapproved"
     # Sign-in and the audit trail itself
+    API_KEY_CREATED = "auth.api_key_created"
+    API_KEY_REVOKED = "auth.api_key_revoked"
     SIGNED_IN = "auth.signed_in"
     SIGN_IN_FAILED = "auth.sign_in_failed"
     AUDIT_EXPORTED = "audit.exported"

@@ -172,6 +172,7 @@ class AuditEvent(ChainedRecord):
             models.Index(fields=["workspace", "action", "-created_at"], name="auditevent_ws_action_time"),
             models.Index(fields=["action", "-created_at"], name="auditevent_action_time"),
             models.Index(fields=["-created_at"], name="auditevent_time"),
+            models.Index(fields=["actor", "-created_at"], name="auditevent_actor_time"),
         ]
 
     def __str__(self) -> str:
@@ -229,6 +230,10 @@ class ToolCall(ChainedRecord):
             models.Index(fields=["server_slug", "-created_at"], name="toolcall_server_time"),
             models.Index(fields=["tool_name", "-created_at"], name="toolcall_tool_time"),
             models.Index(fields=["-created_at"], name="toolcall_time"),
+            # Incident response: everything one token or one client session did.
+            models.Index(fields=["token_prefix", "-created_at"], name="toolcall_token_time"),
+            models.Index(fields=["session_id"], name="toolcall_session"),
+            models.Index(fields=["request_id"], name="toolcall_request"),
         ]
 
     def __str__(self) -> str:

@@ -35,7 +35,12 @@ def mask_secrets(metadata: dict[str, Any]) -> dict[str, Any]:
     """Replace the value of any key that names a secret with "***"."""
     clean: dict[str, Any] = {}
     for key, value in metadata.items():
-        if any(word in key.lower() for word in _SECRET_WORDS) and key not in ("token_prefix", "token_name"):
+        # tokens_revoked is a count (member removal), not a token.
+        if any(word in key.lower() for word in _SECRET_WORDS) and key not in (
+            "token_prefix",
+            "token_name",
+            "tokens_revoked",
+        ):
             clean[key] = "***"
         elif isinstance(value, dict):
             clean[key] = mask_secrets(value)

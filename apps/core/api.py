@@ -8,10 +8,18 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core.errors import RuleViolation
+from apps.rbac.access import PermissionDenied as RolePermissionDenied
+
+
+class NewestFirstPagination(CursorPagination):
+    """Cursor pages, newest first; ``id`` breaks ties between rows written in the same instant."""
+
+    ordering = ("-created_at", "-id")
 
 
 def _message(detail: Any) -> str:
@@ -28,6 +36,9 @@ def _message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Every API error is ``{"error": "<what to fix>", "fields": {...}?}``."""
+    if isinstance(exc, RolePermissionDenied):
+        # The caller can see the workspace (else the gate said 404); their role lacks the capability.
+        return Response({"error": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, RuleViolation):
         return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):

@@ -192,6 +192,24 @@ def server_remove(*, access: Access, server: UpstreamServer, ip: str | None = No
     server.delete()
 
 
+def server_health_check(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
+    """Connect to the upstream now (as approval does) and record whether it answered."""
+    from apps.gateway.runtime.upstream import UpstreamError
+
+    access.require(Capability.MANAGE_SERVERS)
+    if server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That server belongs to another workspace.")
+    try:
+        ok, detail = True, f"{len(_fetch_tools(server))} tools"
+    except UpstreamError as exc:
+        ok, detail = False, str(exc)
+    with transaction.atomic():
+        server.health_checked_at, server.health_ok, server.health_detail = timezone.now(), ok, detail[:300]
+        server.save(update_fields=["health_checked_at", "health_ok", "health_detail"])
+        _audit(server, _actor(access), Action.HEALTH_CHECKED, ip, ok=ok, detail=detail[:300])
+    return server
+
+
 def server_mark_unhealthy(*, workspace_id: int, server_slug: str, detail: str) -> None:
     """Called by the gateway when an upstream fails a listing (once per failure streak)."""
     server = (

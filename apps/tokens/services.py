@@ -166,6 +166,8 @@ def token_verify(raw: str) -> GatewayToken | None:
     token = GatewayToken.objects.active().select_related("workspace", "user").filter(digest=secrets.digest(raw)).first()
     if token is None or not secrets.matches(raw, token.digest) or token.workspace.is_deleted:
         return None
+    if token.user_id is not None and not token.user.is_active:
+        return None  # a deactivated person's tokens stop working with their account
     return token
 
 

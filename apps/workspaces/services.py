@@ -126,6 +126,27 @@ def workspace_set_rate_limit(*, access: Access, per_minute: int, ip: str | None 
 
 
 @transaction.atomic
+def workspace_set_deny_by_default(*, access: Access, deny: bool, ip: str | None = None) -> Workspace:
+    """Whether members without any allowlist rule may call nothing (True) or everything (False)."""
+    access.require(Capability.MANAGE_ALLOWLISTS)
+    workspace = access.workspace
+    if workspace.deny_by_default != deny:
+        before = workspace.deny_by_default
+        workspace.deny_by_default = deny
+        workspace.save(update_fields=["deny_by_default"])
+        shared_state.workspace_changed(workspace.pk)
+        _audit(
+            workspace,
+            access.user,
+            Action.ENFORCEMENT_CHANGED,
+            target=workspace,
+            ip=ip,
+            deny_by_default=[before, deny],
+        )
+    return workspace
+
+
+@transaction.atomic
 def workspace_delete(*, access: Access, ip: str | None = None) -> None:
     """Mark the workspace deleted and revoke all its tokens. Its audit trail stays."""
     access.require(Capability.DELETE_WORKSPACE)

@@ -245,4 +245,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # httpx2 logs every request at INFO: a line per tool call through the gateway.
+    "loggers": {"httpx2": {"level": "WARNING"}},
 }

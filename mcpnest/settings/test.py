@@ -36,3 +36,6 @@ WHITENOISE_USE_FINDERS = True
 # Connections opened in worker threads (the gateway's loaders, the audit recorder) close
 # after each job, so the test database can be dropped at the end.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# Tasks run in-process in tests even when REDIS_URL is set: no worker is running.
+CELERY_TASK_ALWAYS_EAGER = True

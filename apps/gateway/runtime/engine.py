@@ -11,7 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
-from mcp_types import SERVER_INFO_META_KEY
+from mcp_types import LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from apps.gateway.runtime import catalog as catalogs
@@ -35,6 +35,8 @@ UPSTREAM_ERROR = -32000
 TOOL_NOT_ALLOWED = -32003
 TOOL_CHANGED = -32004
 RATE_LIMITED = -32005
+
+CANCELLED = 499  # the audit status of a call abandoned before its answer (nginx's "client closed request")
 
 
 class RpcError(Exception):
@@ -211,8 +213,8 @@ async def dispatch(caller: Caller, message: dict[str, Any], notify: Notify | Non
     """Answer one JSON-RPC request (anything but initialize); raises RpcError."""
     method = message["method"]
     params = _params(message)
-    if method == "ping":
-        return {} if not caller.modern else _finish(caller, {})
+    if method == "ping" and not caller.modern:
+        return {}  # removed in 2026-07-28: a modern ping is an unknown method (404 -32601)
     if method == "server/discover":
         return discover_result(caller.config)
     if method == "tools/list":
@@ -262,7 +264,7 @@ async def _call(
         if method == "resources/read":
             server = catalogs.server_for_uri(built, name)
             if server is None:
-                raise RpcError(INVALID_PARAMS, f"Unknown resource: {name}", status=404)
+                raise RpcError(INVALID_PARAMS, f"Unknown resource: {name}", data={"uri": name}, status=404)
             server_slug, rule_name = server.slug, "*"
         else:
             entries = built.tools if method == "tools/call" else built.prompts
@@ -293,6 +295,12 @@ async def _call(
         progress = (params.get("_meta") or {}).get("progressToken") if isinstance(params.get("_meta"), dict) else None
         if progress is not None:
             forwarded["_meta"] = {"progressToken": progress}
+        # 2026-07-28 upstreams send log notifications only when the request asks (_meta logLevel):
+        # pass on a modern caller's level; a 2025 session gets every level, as 2025 servers send.
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        log_level = meta.get(LOG_LEVEL_META_KEY) if caller.modern else "debug"
+        if isinstance(log_level, str):
+            forwarded.setdefault("_meta", {})[LOG_LEVEL_META_KEY] = log_level
         try:
             reply = await upstream_for(server.upstream).request(method, forwarded, timeout=CALL_TIMEOUT, notify=notify)
         except UpstreamError as exc:
@@ -314,6 +322,11 @@ async def _call(
         return _finish(caller, result)
     except RpcError as exc:
         _record(caller, message, method, server_slug, upstream_name, exc.status, exc.code, started, shadow_blocked)
+        raise
+    except asyncio.CancelledError:
+        # The client went away, or the server is shutting down: the call may have reached the
+        # upstream all the same, so it goes on record (499: closed before the answer).
+        _record(caller, message, method, server_slug, upstream_name, CANCELLED, None, started, shadow_blocked)
         raise
 
 

@@ -7,7 +7,9 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 
 from apps.audit import export
+from apps.audit.events import Action
 from apps.audit.models import AuditEvent, ToolCall
+from apps.audit.services import audit_event_record
 from apps.workspaces.models import Workspace
 
 
@@ -39,6 +41,16 @@ class Command(BaseCommand):
         if format == "csv" and kind == "all":
             raise CommandError("CSV holds one kind of row; add --kind events or --kind calls.")
         models = {"events": [AuditEvent], "calls": [ToolCall], "all": [AuditEvent, ToolCall]}[kind]
+        # Exports are themselves audited (before the rows stream, so the export names itself).
+        audit_event_record(
+            workspace=workspace,
+            actor=None,
+            action=Action.AUDIT_EXPORTED,
+            target_type="workspace",
+            target_id=workspace.pk,
+            target_repr=workspace.slug,
+            metadata={"via": "manage.py audit_export", "format": format, "kind": kind, "since": since},
+        )
         for model in models:
             queryset = model.objects.filter(workspace=workspace).order_by("seq")
             if since:

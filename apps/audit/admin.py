@@ -1,0 +1,395 @@
+"""The audit trail in the admin: read-only for everyone, filterable, and exportable.
+
+Security reviewers (the "Security reviewers" group, migration 0002) hold only the view
+permissions on these models: they can read, filter and export the trail and nothing else.
+Nobody — superusers included — can add, change or delete a row here; the ORM refuses too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from apps.accounts.models import User
+from apps.audit import chain as audit_chain
+from apps.audit import export
+from apps.audit.events import Action
+from apps.audit.models import GENESIS_HASH, AuditChain, AuditCheckpoint, AuditEvent, ChainedRecord, ToolCall
+from apps.audit.services import audit_event_record
+from apps.core import secrets
+from apps.core.admin import CappedCountPaginator, InputFilter, RangeDateHierarchyChangeList
+from apps.core.http import client_ip
+from apps.workspaces.models import Workspace
+
+# --- Filters that never load a million distinct values ------------------------------
+
+
+class PersonFilter(InputFilter):
+    """Rows by a person's email: their user id (indexed) or, for a deleted user, the snapshot."""
+
+    placeholder = "email address"
+    field: str  # "member" or "actor": the FK; "<field>_repr" is the email as written then
+
+    def queryset(self, request: HttpRequest, queryset):
+        email = self.text().lower()
+        if not email:
+            return queryset
+        ids = list(User.objects.filter(email__iexact=email).values_list("pk", flat=True))
+        if ids:
+            return queryset.filter(**{f"{self.field}_id__in": ids})
+        return queryset.filter(**{f"{self.field}_repr__iexact": email})
+
+
+class MemberFilter(PersonFilter):
+    title = "member"
+    parameter_name = "member"
+    field = "member"
+
+
+class ActorFilter(PersonFilter):
+    title = "actor"
+    parameter_name = "actor"
+    field = "actor"
+
+
+class ServerFilter(InputFilter):
+    title = "server"
+    parameter_name = "server"
+    placeholder = "server slug"
+
+    def queryset(self, request: HttpRequest, queryset):
+        return queryset.filter(server_slug=self.text()) if self.text() else queryset
+
+
+class ToolFilter(InputFilter):
+    title = "tool"
+    parameter_name = "tool"
+    placeholder = "tool name"
+
+    def queryset(self, request: HttpRequest, queryset):
+        return queryset.filter(tool_name=self.text()) if self.text() else queryset
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Outcome buckets: each is a range over the (status, created_at) index."""
+
+    title = "status"
+    parameter_name = "status"
+    BUCKETS = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600)}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        return [("2xx", "Succeeded (2xx)"), ("4xx", "Refused (4xx)"), ("5xx", "Failed (5xx)")]
+
+    def queryset(self, request: HttpRequest, queryset):
+        bounds = self.BUCKETS.get(self.value() or "")
+        return queryset.filter(status__gte=bounds[0], status__lt=bounds[1]) if bounds else queryset
+
+
+# --- Shared read-only behaviour ------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable with the model's view permission; never added, changed or deleted here."""
+
+    actions = None  # no bulk "delete selected" (nor any other bulk action)
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+# A whole secret (mng_/mnk_/mni_ + 48 hex) pasted into the search box must not reach the trail.
+_RAW_SECRET = re.compile(rf"\b[a-z]{{3}}_[0-9a-f]{{{secrets.SECRET_HEX_LENGTH}}}\b")
+
+
+def _redact(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, list):
+        return [_RAW_SECRET.sub("***", v) for v in value]
+    return _RAW_SECRET.sub("***", value)
+
+
+def _code(value: str) -> str:
+    return format_html('<code style="word-break: break-all">{}</code>', value)
+
+
+async def _async_chunks(chunks: Iterator[str], batch: int = 500) -> AsyncIterator[str]:
+    # Under ASGI (daphne) Django buffers a synchronous iterator whole before sending it;
+    # an async one is sent as it comes. The rows are still read by one thread (the
+    # request's), so the database cursor stays on its connection.
+    take = sync_to_async(lambda: list(itertools.islice(chunks, batch)), thread_sensitive=True)
+    while parts := await take():
+        yield "".join(parts)
+
+
+class ChainedRecordAdmin(ReadOnlyAdmin):
+    """Changelist, detail and export shared by audit events and tool calls."""
+
+    change_list_template = "admin/audit/change_list.html"
+    date_hierarchy = "created_at"
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_select_related = ("workspace",)
+    # Only the indexed order: sorting a large table by another column means a full sort.
+    sortable_by = ("created_at",)
+    chain_fields = ("chain", "seq", "prev_hash_display", "row_hash_display", "integrity")
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[ChangeList]:
+        return RangeDateHierarchyChangeList
+
+    # -- detail page
+
+    @admin.display(description="previous hash")
+    def prev_hash_display(self, obj: ChainedRecord) -> str:
+        return _code(obj.prev_hash)
+
+    @admin.display(description="row hash")
+    def row_hash_display(self, obj: ChainedRecord) -> str:
+        return _code(obj.row_hash)
+
+    @admin.display(description="integrity")
+    def integrity(self, obj: ChainedRecord) -> str:
+        """This row's own checks: its hash matches its contents, and it links to its predecessor.
+
+        (``manage.py audit_verify`` walks whole chains.)
+        """
+        contents_ok = audit_chain.row_hash(obj.prev_hash, obj) == obj.row_hash
+        if obj.seq == 1:
+            expected_prev: str | None = GENESIS_HASH
+        else:
+            model = type(obj)
+            expected_prev = (
+                model.objects.filter(chain_id=obj.chain_id, seq=obj.seq - 1).values_list("row_hash", flat=True).first()
+            )
+            if expected_prev is None:  # the predecessor went with retention: its checkpoint holds its hash
+                expected_prev = (
+                    AuditCheckpoint.objects.filter(chain_id=obj.chain_id, seq=obj.seq - 1)
+                    .values_list("row_hash", flat=True)
+                    .first()
+                )
+        if expected_prev is None:
+            link = "the previous row is missing"
+        elif expected_prev == obj.prev_hash:
+            link = "links to the previous row"
+        else:
+            link = "does NOT link to the previous row"
+        contents = "contents match the row hash" if contents_ok else "contents do NOT match the row hash"
+        ok = contents_ok and expected_prev == obj.prev_hash
+        return format_html("<strong>{}</strong>: {}; {}.", "OK" if ok else "BROKEN", contents, link)
+
+    @staticmethod
+    def _account(user_id: int | None) -> str:
+        # The row keeps who it was as written then; this says what became of the account.
+        if user_id is None:
+            return "-"
+        email = User.objects.filter(pk=user_id).values_list("email", flat=True).first()
+        return f"user #{user_id}, now {email}" if email else f"user #{user_id}, since deleted"
+
+    @admin.display(description="account")
+    def member_account(self, obj: ToolCall) -> str:
+        return self._account(obj.member_id)
+
+    @admin.display(description="account")
+    def actor_account(self, obj: AuditEvent) -> str:
+        return self._account(obj.actor_id)
+
+    @admin.display(description="metadata")
+    def metadata_display(self, obj: AuditEvent) -> str:
+        return format_html(
+            '<pre style="margin: 0; white-space: pre-wrap">{}</pre>',
+            json.dumps(obj.metadata, indent=2, sort_keys=True, ensure_ascii=False),
+        )
+
+    # -- export
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_export"
+        return [
+            path("export/<str:fmt>/", self.admin_site.admin_view(self.export_view), name=name),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        query = request.GET.copy()
+        for name in (PAGE_VAR, ERROR_FLAG):
+            query.pop(name, None)
+        suffix = f"?{query.urlencode()}" if query else ""
+        url_name = f"admin:{self.opts.app_label}_{self.opts.model_name}_export"
+        export_links = [
+            (f"Export {label}", reverse(url_name, args=[fmt]) + suffix)
+            for fmt, label in (("csv", "CSV"), ("jsonl", "JSON Lines"))
+        ]
+        return super().changelist_view(request, {**(extra_context or {}), "export_links": export_links})
+
+    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+        """Stream the changelist's filtered rows, with their hashes; the export is itself audited."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if fmt not in export.FORMATS:
+            raise Http404("Unknown export format.")
+        try:
+            cl = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest("Those filters are not valid; go back to the list and choose again.")
+        # Chain order, so consecutive rows of one chain link up for offline verification.
+        queryset = cl.queryset.select_related(None).order_by("chain_id", "seq")
+        filters = {key: _redact(values[0] if len(values) == 1 else values) for key, values in request.GET.lists()}
+        workspace = self._single_workspace(request)
+        audit_event_record(
+            workspace=workspace,
+            actor=request.user,
+            action=Action.AUDIT_EXPORTED,
+            target_type=self.opts.model_name,
+            target_repr=str(self.opts.verbose_name_plural),
+            metadata={"model": self.opts.label_lower, "format": fmt, "filters": filters, "via": "admin"},
+            ip=client_ip(request),
+        )
+        chunks = export.stream(queryset, fmt)
+        response = StreamingHttpResponse(
+            _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks,
+            content_type=f"{export.CONTENT_TYPES[fmt]}; charset=utf-8",
+        )
+        label = workspace.slug if workspace else "all"
+        response["Content-Disposition"] = f'attachment; filename="{export.filename(self.model, fmt, label)}"'
+        return response
+
+    @staticmethod
+    def _single_workspace(request: HttpRequest) -> Workspace | None:
+        """The workspace the rows are filtered to, if one: the export event joins its trail."""
+        value = request.GET.get("workspace__id__exact", "")
+        return Workspace.objects.filter(pk=int(value)).first() if value.isdigit() else None
+
+
+@admin.register(ToolCall)
+class ToolCallAdmin(ChainedRecordAdmin):
+    list_display = (
+        "created_at",
+        "workspace",
+        "member_repr",
+        "server_slug",
+        "tool_name",
+        "method",
+        "status",
+        "latency_ms",
+        "shadow_blocked",
+    )
+    list_filter = (
+        ("workspace", admin.RelatedFieldListFilter),  # lists the (few) Workspace rows
+        MemberFilter,
+        ServerFilter,
+        ToolFilter,
+        StatusFilter,
+        "shadow_blocked",
+        ("created_at", admin.DateFieldListFilter),
+    )
+    # Searched exactly, case and all (see get_search_results); member, server and tool have
+    # their own filters, which use the indexes.
+    search_fields = ("request_id", "session_id", "token_prefix", "client_ip")
+    search_help_text = "An exact JSON-RPC request id, MCP session id, token prefix or client IP."
+    readonly_fields = ("member_account", *ChainedRecordAdmin.chain_fields)
+    fieldsets = (
+        (
+            "Call",
+            {
+                "fields": (
+                    "created_at",
+                    "workspace",
+                    ("member_repr", "member_account"),
+                    "token_prefix",
+                    ("server_slug", "tool_name"),
+                    "method",
+                    ("status", "error_code"),
+                    "latency_ms",
+                    "shadow_blocked",
+                )
+            },
+        ),
+        ("Client", {"fields": ("client_ip", ("client_name", "client_version"), "session_id", "request_id")}),
+        ("Hash chain", {"fields": ChainedRecordAdmin.chain_fields}),
+    )
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        # Django's search would split the term into words and compare UPPER(column) with
+        # "contains" — a full scan whose row estimate is a guess, so PostgreSQL walks the
+        # time index hoping for early matches and visits every row (seconds on a million).
+        # Plain equality lets the planner use each column's statistics: measured in
+        # bench/admin_audit.py.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q()
+        for name in self.search_fields:
+            condition |= Q(**{name: term})
+        return queryset.filter(condition), False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ChainedRecordAdmin):
+    list_display = ("created_at", "workspace", "actor_repr", "action", "target", "ip")
+    list_filter = (
+        ("workspace", admin.RelatedFieldListFilter),
+        ActorFilter,
+        "action",  # fixed choices: the Action enumeration
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("actor_repr", "target_repr", "=target_id", "=ip")
+    search_help_text = "Actor or target (contains); target id or IP address (exact)."
+    readonly_fields = ("actor_account", "metadata_display", *ChainedRecordAdmin.chain_fields)
+    fieldsets = (
+        (
+            "Event",
+            {
+                "fields": (
+                    "created_at",
+                    "workspace",
+                    ("actor_repr", "actor_account"),
+                    "action",
+                    ("target_type", "target_id", "target_repr"),
+                    "metadata_display",
+                    "ip",
+                )
+            },
+        ),
+        ("Hash chain", {"fields": ChainedRecordAdmin.chain_fields}),
+    )
+
+    @admin.display(description="target")
+    def target(self, obj: AuditEvent) -> str:
+        return f"{obj.target_type}: {obj.target_repr}" if obj.target_type else obj.target_repr
+
+
+@admin.register(AuditChain)
+class AuditChainAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "workspace", "stream", "last_seq", "last_hash")
+    list_select_related = ("workspace",)
+    list_filter = ("stream", ("workspace", admin.RelatedFieldListFilter))
+    search_fields = ("workspace__slug",)
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(ReadOnlyAdmin):
+    """Where retention cut a chain: verification starts from the newest checkpoint."""
+
+    list_display = ("created_at", "chain", "seq", "deleted_rows", "row_hash")
+    list_select_related = ("chain",)
+    list_filter = ("chain__stream",)
+    search_fields = ("chain__workspace__slug",)

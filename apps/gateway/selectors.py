@@ -1,0 +1,154 @@
+"""Reads for the portal's Security tab: the live tool list, allowlists and pin diffs."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+
+from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
+
+if TYPE_CHECKING:
+    from apps.gateway.runtime.catalog import Catalog
+    from apps.gateway.runtime.state import WorkspaceConfig
+    from apps.workspaces.models import Workspace
+
+logger = logging.getLogger(__name__)
+
+# The page waits at most this long for the upstreams (each listing has its own, shorter limit).
+LIVE_TOOLS_TIMEOUT = 8.0
+
+
+@dataclass
+class ServerTools:
+    """One server's tools for the allowlist picker."""
+
+    slug: str
+    tools: list[str] = field(default_factory=list)
+    withheld: set[str] = field(default_factory=set)  # offered upstream, waiting for pin approval
+    live: bool = True  # False: the upstream did not answer, the names come from its pins
+    note: str = ""
+
+
+def _load_config(slug: str) -> WorkspaceConfig | None:
+    from apps.gateway.runtime import state
+
+    # The unwrapped loader: its wrapper manages connections for gateway pool threads, which
+    # a request thread must leave to Django (it would close the request's connection).
+    return state._load_workspace.__wrapped__(slug)
+
+
+async def _build(config: WorkspaceConfig) -> Catalog:
+    from apps.gateway.runtime import catalog, upstream
+
+    loop_id = id(asyncio.get_running_loop())
+    try:
+        async with asyncio.timeout(LIVE_TOOLS_TIMEOUT):
+            return await catalog.build(config)
+    finally:
+        # This event loop is ours alone and ends with this call: close its HTTP client and
+        # forget its upstream sessions, or each page view would leave them behind.
+        await upstream.http_client().aclose()
+        for key in [key for key in upstream._upstreams if key[0] == loop_id]:
+            del upstream._upstreams[key]
+
+
+def live_tools(workspace: Workspace) -> list[ServerTools]:
+    """Every approved server's tools, asked of the upstreams right now.
+
+    A server whose upstream is disabled, down or slow is listed with the tool names it has
+    pins for instead, and a note saying so; the page never fails because of an upstream.
+    """
+    approved = list(
+        UpstreamServer.objects.filter(workspace=workspace, status=UpstreamServer.Status.APPROVED).order_by(
+            "position", "slug"
+        )
+    )
+    if not approved:
+        return []
+    config = _load_config(workspace.slug)
+    failures: dict[str, str] = {}
+    live: dict[str, ServerTools] = {}
+    if config is not None and config.servers:
+        try:
+            # A loop of our own (even under ASGI): the gateway's pooled connections are left alone.
+            built = async_to_sync(_build, force_new_loop=True)(config)
+        except TimeoutError:
+            failures = {server.slug: "did not answer in time" for server in config.servers}
+        except Exception:
+            # An upstream answering outside the protocol must not take the page down with it.
+            logger.exception("Listing the tools of workspace %s failed", workspace.slug)
+            failures = {server.slug: "the listing failed" for server in config.servers}
+        else:
+            failures = dict(built.failures)
+            for entry in built.tools.values():
+                tools = live.setdefault(entry.server.slug, ServerTools(entry.server.slug))
+                tools.tools.append(entry.upstream_name)
+                if entry.withheld:
+                    tools.withheld.add(entry.upstream_name)
+    pinned: dict[int, list[str]] = {}
+    for server_id, name in ToolPin.objects.filter(server__in=approved).values_list("server_id", "tool_name"):
+        pinned.setdefault(server_id, []).append(name)
+    result = []
+    for server in approved:
+        if server.is_live and server.slug not in failures:
+            tools = live.get(server.slug, ServerTools(server.slug))
+            tools.tools.sort()
+            result.append(tools)
+            continue
+        why = "disabled" if not server.enabled else f"unreachable now ({failures.get(server.slug, 'no answer')})"
+        result.append(
+            ServerTools(
+                server.slug,
+                tools=sorted(pinned.get(server.pk, [])),
+                live=False,
+                note=f"Server {why}: showing the tools approved for it earlier.",
+            )
+        )
+    return result
+
+
+def allowlists(workspace: Workspace) -> dict[int, list[str]]:
+    """Each member's rules as ``server:tool`` strings, by user id."""
+    rules: dict[int, list[str]] = {}
+    for user_id, server_slug, tool in (
+        AllowRule.objects.filter(workspace=workspace)
+        .order_by("server_slug", "tool")
+        .values_list("user_id", "server_slug", "tool")
+    ):
+        rules.setdefault(user_id, []).append(f"{server_slug}:{tool}")
+    return rules
+
+
+def pending_pins(workspace: Workspace) -> list[ToolPin]:
+    return list(
+        ToolPin.objects.filter(server__workspace=workspace)
+        .exclude(pending_fingerprint="")
+        .select_related("server")
+        .order_by("server__position", "server__slug", "tool_name")
+    )
+
+
+def _pretty(definition: Any) -> list[str]:
+    if not definition:
+        return []
+    return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def pin_diff(pin: ToolPin) -> list[tuple[str, str]]:
+    """The approved definition against the pending one, as (kind, line) pairs.
+
+    ``kind`` is "add", "del", "hunk" or "ctx". The lines are plain text: templates escape them.
+    """
+    lines = difflib.unified_diff(_pretty(pin.definition), _pretty(pin.pending_definition), n=3, lineterm="")
+    diff = []
+    for line in itertools.islice(lines, 2, None):  # past the "---"/"+++" file header
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
+        diff.append((kind, line))
+    return diff

@@ -1,0 +1,153 @@
+"""Demo data for ``make run``: a workspace to click through, with people, tokens and audit rows.
+
+Idempotent: every piece is looked up before it is made, so running it again adds nothing.
+Everything goes through the services, so the audit trail of the demo is a real one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from datetime import timedelta
+
+from allauth.account.models import EmailAddress
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.audit.models import ToolCall
+from apps.audit.services import tool_calls_record
+from apps.rbac.access import access_for
+from apps.rbac.roles import Role
+from apps.tokens.models import GatewayToken
+from apps.tokens.services import token_create, token_revoke
+from apps.workspaces.management.cli import user_get_or_create
+from apps.workspaces.models import Enforcement, Membership, Workspace
+from apps.workspaces.services import member_add, workspace_create, workspace_set_enforcement
+
+DEMO_EMAIL = "demo@mcpnest.local"
+DEMO_SLUG = "demo"
+PEOPLE = [  # besides the demo user, who is the first Owner
+    ("olivia@mcpnest.local", Role.OWNER),
+    ("adam@mcpnest.local", Role.ADMIN),
+    ("alma@mcpnest.local", Role.ADMIN),
+    ("max@mcpnest.local", Role.MEMBER),
+    ("mia@mcpnest.local", Role.MEMBER),
+]
+TOOLS = {
+    "github": ["search_issues", "create_issue", "get_file_contents", "create_pull_request"],
+    "postgres": ["query", "list_tables", "describe_table"],
+    "filesystem": ["read_file", "list_directory", "write_file"],
+}
+CLIENTS = [("claude-desktop", "0.9.3"), ("cursor", "1.2.0"), ("vscode-copilot", "1.101.0")]
+TOOL_CALLS = 50
+
+
+class Command(BaseCommand):
+    help = f"Create (once) the demo workspace '{DEMO_SLUG}' and its Owner {DEMO_EMAIL} (staff, for /admin)."
+
+    def handle(self, *args, **options) -> None:
+        with transaction.atomic():
+            demo = self._demo_user()
+            workspace = self._workspace(demo)
+            self._members(workspace, demo)
+            self._tokens(workspace, demo)
+            self._tool_calls(workspace)
+        self.stdout.write(f"Demo ready: sign in as {DEMO_EMAIL} and open workspace '{DEMO_SLUG}' (or /admin/).")
+
+    def _demo_user(self) -> User:
+        demo = User.objects.filter(email=DEMO_EMAIL).first()
+        if demo is None:
+            from_env = os.environ.get("MCPNEST_DEMO_PASSWORD")
+            password = from_env or secrets.token_urlsafe(12)
+            demo = User.objects.create_user(email=DEMO_EMAIL, password=password)
+            if from_env:
+                self.stdout.write(f"Created {DEMO_EMAIL} with the password from MCPNEST_DEMO_PASSWORD.")
+            else:
+                # Shown this once only; a later run cannot print it again.
+                self.stdout.write(f"Created {DEMO_EMAIL} with password: {password}")
+        if not (demo.is_staff and demo.is_superuser):
+            demo.is_staff = demo.is_superuser = True
+            demo.save(update_fields=["is_staff", "is_superuser"])
+        # A verified address, so allauth does not ask the demo user to confirm it.
+        if not EmailAddress.objects.filter(user=demo, email=DEMO_EMAIL).exists():
+            EmailAddress.objects.create(user=demo, email=DEMO_EMAIL, verified=True, primary=True)
+        return demo
+
+    def _workspace(self, demo: User) -> Workspace:
+        workspace = Workspace.objects.filter(slug=DEMO_SLUG).first()
+        if workspace is not None:
+            if workspace.is_deleted:
+                raise CommandError(f"Workspace '{DEMO_SLUG}' was deleted; slugs are never reused.")
+            return workspace
+        workspace = workspace_create(actor=demo, slug=DEMO_SLUG, name="Demo")
+        # Shadow mode shows would-be blocks without breaking anyone: a good first setting to look at.
+        workspace_set_enforcement(access=access_for(user=demo, workspace=workspace), mode=Enforcement.SHADOW)
+        self.stdout.write(f"Created workspace '{DEMO_SLUG}'.")
+        return workspace
+
+    def _members(self, workspace: Workspace, demo: User) -> None:
+        for email, role in PEOPLE:
+            user, _ = user_get_or_create(email)
+            if not Membership.objects.filter(workspace=workspace, user=user).exists():
+                member_add(workspace=workspace, user=user, role=role, actor=demo)
+                self.stdout.write(f"Added {email} as {role.label}.")
+
+    def _tokens(self, workspace: Workspace, demo: User) -> None:
+        tokens = GatewayToken.objects.filter(workspace=workspace)
+        if not tokens.filter(user=demo, name="Demo laptop").exists():
+            issued = token_create(access=access_for(user=demo, workspace=workspace), member=demo, name="Demo laptop")
+            self.stdout.write(f"Issued your gateway token (shown once): {issued.raw}")
+        mia = User.objects.get(email="mia@mcpnest.local")
+        if not tokens.filter(user=mia, name="Cursor").exists():
+            token_create(access=access_for(user=mia, workspace=workspace), member=mia, name="Cursor", expires_days=90)
+        if not tokens.filter(kind=GatewayToken.Kind.WORKSPACE, name="Old CI").exists():
+            # A revoked workspace token, so the token list and the audit trail show a revocation.
+            owner = access_for(user=demo, workspace=workspace)
+            issued = token_create(access=owner, member=None, name="Old CI", kind=GatewayToken.Kind.WORKSPACE)
+            token_revoke(access=owner, token=issued.token)
+
+    def _tool_calls(self, workspace: Workspace) -> None:
+        if ToolCall.objects.filter(workspace=workspace).exists():
+            return
+        rng = random.Random(DEMO_SLUG)  # noqa: S311 - repeatable demo data, not security
+        callers = [
+            (token.user, token.prefix)
+            for token in GatewayToken.objects.filter(workspace=workspace, kind=GatewayToken.Kind.MEMBER)
+            .select_related("user")
+            .order_by("pk")
+        ]
+        now = timezone.now()
+        moments = sorted(now - timedelta(minutes=rng.randint(1, 7 * 24 * 60)) for _ in range(TOOL_CALLS))
+        calls = []
+        for i, moment in enumerate(moments):
+            user, prefix = rng.choice(callers)
+            server = rng.choice(sorted(TOOLS))
+            client, version = rng.choice(CLIENTS)
+            listing = i % 10 == 0
+            status = 200 if listing else rng.choices([200, 403, 502], weights=[85, 10, 5])[0]
+            calls.append(
+                {
+                    "workspace_id": workspace.pk,
+                    "created_at": moment,
+                    "member_id": user.pk,
+                    "member_repr": user.email,
+                    "token_prefix": prefix,
+                    "server_slug": server,
+                    "tool_name": "" if listing else rng.choice(TOOLS[server]),
+                    "method": "tools/list" if listing else "tools/call",
+                    "status": status,
+                    "error_code": {200: None, 403: -32001, 502: -32603}[status],
+                    "latency_ms": rng.randint(20, 1500),
+                    "client_ip": f"10.0.0.{rng.randint(2, 60)}",
+                    "client_name": client,
+                    "client_version": version,
+                    "session_id": f"demo-session-{rng.randint(1, 8)}",
+                    "request_id": str(i + 1),
+                    "shadow_blocked": status == 200 and not listing and rng.random() < 0.1,
+                }
+            )
+        tool_calls_record(calls)
+        self.stdout.write(f"Recorded {len(calls)} demo tool calls.")

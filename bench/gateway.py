@@ -1,0 +1,500 @@
+"""Gateway benchmark: real upstream MCP servers, the gateway under daphne, a raw httpx2 client.
+
+    .venv/bin/python bench/gateway.py [--calls N] [--postgres] [--upstream-sse]
+
+What runs (each its own process, all on 127.0.0.1):
+
+* 5 upstreams: the fixture server of ``tests/gateway/upstream.py`` (the official ``mcp``
+  SDK's MCPServer under uvicorn), answering with JSON bodies (``--upstream-sse`` for SSE
+  streams). JSON is the default because it is the fairer comparison: the direct client and
+  the gateway then both parse the same plain JSON reply;
+* one gateway process: ``daphne -b 127.0.0.1 -p PORT mcpnest.asgi:application`` against a
+  fresh bench database (SQLite ``var/bench-gateway.sqlite3`` and in-process counters; with
+  ``--postgres`` the ``mcpnest_bench_gw`` database and Redis db 1);
+* this script: sets the workspace up with the operator commands (5 servers ``s1``..``s5``,
+  enforcement ``enforce``, an allowlist naming each of the 20 tools, a rate limit that never
+  trips, a member token), then drives ``tools/call`` (``s1_echo``) and ``tools/list``
+  straight at upstream s1 and through the gateway, at concurrency 1 and 32. Every client
+  holds a 2025-era session (initialize once, reuse ``Mcp-Session-Id``) and one keep-alive
+  connection. Afterwards it checks that every ``tools/call`` through the gateway left one
+  ToolCall row and that ``audit_verify`` passes, then SIGTERMs daphne right after a burst
+  of calls and checks that no audit row was lost.
+
+Targets (2-core machine, one gateway process): added p50 latency at concurrency 1 <= 2 ms;
+gateway throughput at concurrency 32 >= 50% of direct; cached tools/list across 5
+upstreams p50 < 2 ms. The script prints PASS/FAIL per target and exits 0 either way.
+
+Measured (2 cores, Python 3.11, --calls 2000, JSON upstreams; client, gateway and the
+upstream share the two cores):
+
+    embedded defaults (SQLite, in-process counters)
+                                      calls/s   p50 ms   p99 ms
+      tools/call   c=1   direct          TODO
+      ...
+
+    --postgres (PostgreSQL + Redis)
+      TODO
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SLUG = "bench"
+OWNER = "bench@example.com"
+SERVERS = 5
+TOOLS = ("echo", "add", "slow", "fail")  # the fixture server's tools
+CALLED = "s1_echo"
+SQLITE_PATH = ROOT / "var" / "bench-gateway.sqlite3"
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PG_DB = "mcpnest_bench_gw"
+REDIS_BENCH_URL = "redis://127.0.0.1:6379/1"
+VERSION = "2025-11-25"
+BURST = 1000
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def serve_upstream(port: int, sse: bool) -> None:
+    """Child mode: one fixture MCP server in this process, until killed."""
+    import logging
+
+    import uvicorn
+
+    from tests.gateway.upstream import build_server
+
+    logging.getLogger("mcp").setLevel(logging.WARNING)  # no line per session opened or closed
+
+    app = build_server("bench").streamable_http_app(json_response=not sse)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+
+
+def start_upstreams(sse: bool) -> list[tuple[subprocess.Popen, str]]:
+    started = []
+    for _ in range(SERVERS):
+        port = _free_port()
+        args = [sys.executable, __file__, "--serve-upstream", str(port), *(["--upstream-sse"] if sse else [])]
+        process = subprocess.Popen(args, cwd=ROOT)  # noqa: S603 (our own interpreter and script)
+        started.append((process, port))
+    try:
+        for process, port in started:
+            _wait_for_port(port, process, "upstream")
+    except BaseException:
+        for process, _ in started:
+            process.kill()
+        raise
+    return [(process, f"http://127.0.0.1:{port}/mcp") for process, port in started]
+
+
+class Gateway:
+    """One daphne process serving mcpnest.asgi:application; stderr goes to a log file."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/gw/{SLUG}"
+        self.log_path = ROOT / "var" / "bench-gateway-daphne.log"
+        self._env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        daphne = str(Path(sys.executable).parent / "daphne")
+        self._log = self.log_path.open("a" if self.process else "w")
+        args = [daphne, "-b", "127.0.0.1", "-p", str(self.port), "mcpnest.asgi:application"]
+        self.process = subprocess.Popen(args, cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
+        _wait_for_port(self.port, self.process, "daphne")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for daphne to exit (after a SIGTERM, as a process manager sends on a restart)."""
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._log.close()
+        return code
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- database and workspace -------------------------------------------------------------------
+
+
+def bench_env(postgres: bool) -> dict[str, str]:
+    from cryptography.fernet import Fernet
+
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="mcpnest.settings.base",
+        DEBUG="0",
+        SECRET_KEY="bench-" + secrets.token_urlsafe(48),
+        MCPNEST_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{PG_DB}" if postgres else f"sqlite:///{SQLITE_PATH}",
+        REDIS_URL=REDIS_BENCH_URL if postgres else "",
+    )
+    return env
+
+
+def fresh_database(postgres: bool) -> None:
+    if postgres:
+        import psycopg
+        import redis
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {PG_DB}")
+        client = redis.Redis.from_url(REDIS_BENCH_URL)
+        keys = list(client.scan_iter("gw:*"))
+        if keys:
+            client.delete(*keys)
+    else:
+        SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+
+
+def setup_workspace(upstream_urls: list[str]) -> str:
+    """The workspace, through the same operator commands an administrator uses; returns a member token."""
+    from django.core.management import call_command
+
+    quiet = io.StringIO()
+    call_command("migrate", verbosity=0, stdout=quiet)
+    call_command("createworkspace", SLUG, owner=OWNER, stdout=quiet)
+    for index, url in enumerate(upstream_urls, start=1):
+        call_command("addserver", SLUG, f"s{index}", url, prefix=f"s{index}_", stdout=quiet)
+    rules = [f"s{index}:{tool}" for index in range(1, SERVERS + 1) for tool in TOOLS]
+    call_command("allowtools", SLUG, OWNER, *rules, stdout=quiet)
+    call_command("enforcement", SLUG, "enforce", stdout=quiet)
+    call_command("ratelimit", SLUG, 1_000_000_000, stdout=quiet)
+    token = io.StringIO()
+    call_command("issuetoken", SLUG, member=OWNER, name="bench", stdout=token, stderr=quiet)
+    return token.getvalue().strip()
+
+
+def tool_call_rows(status: int | None = None) -> int:
+    from django.db import close_old_connections
+
+    from apps.audit.models import ToolCall
+
+    close_old_connections()
+    rows = ToolCall.objects.filter(workspace__slug=SLUG, method="tools/call")
+    return (rows if status is None else rows.filter(status=status)).count()
+
+
+def wait_for_rows(expected: int, timeout: float = 60.0) -> int:
+    """The recorder writes in the background: poll until every row is in (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    rows = tool_call_rows()
+    while rows < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = tool_call_rows()
+    return rows
+
+
+def audit_verify() -> tuple[bool, str]:
+    from django.core.management import call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("audit_verify", SLUG, stdout=out, stderr=err)
+    except SystemExit:
+        return False, err.getvalue().strip()
+    return True, "; ".join(line for line in out.getvalue().splitlines() if "calls" in line.lower()) or out.getvalue()
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+class Session:
+    """One MCP client of the 2025 revisions: one keep-alive connection, one session."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        import httpx2
+
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.url = url
+        self.http = httpx2.AsyncClient(
+            headers=headers, timeout=60, limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+        )
+        self._ids = 0
+
+    async def open(self) -> Session:
+        init = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
+        response = await self.http.post(self.url, content=self._message("initialize", init))
+        _reply(response)
+        self.http.headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
+        self.http.headers["MCP-Protocol-Version"] = VERSION
+        note = await self.http.post(
+            self.url, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        )
+        if note.status_code != 202:
+            raise RuntimeError(f"notifications/initialized answered HTTP {note.status_code}")
+        return self
+
+    def _message(self, method: str, params: dict) -> bytes:
+        self._ids += 1
+        return json.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}).encode()
+
+    async def request(self, method: str, params: dict) -> dict:
+        return _reply(await self.http.post(self.url, content=self._message(method, params)))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def _reply(response) -> dict:
+    """The JSON-RPC result from a JSON or an SSE answer; anything else is a benchmark error."""
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        datas = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        message = json.loads([d for d in datas if d][-1])
+    else:
+        message = response.json()
+    if "result" not in message or message["result"].get("isError"):
+        raise RuntimeError(f"not a successful result: {json.dumps(message)[:300]}")
+    return message["result"]
+
+
+@dataclass
+class Stats:
+    calls: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+async def drive(sessions: list[Session], method: str, params: dict, calls: int) -> Stats:
+    """``calls`` requests spread over the sessions, each session one request at a time."""
+    latencies: list[float] = []
+    remaining = calls
+
+    async def worker(session: Session) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await session.request(method, params)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(session) for session in sessions))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Stats(calls, calls / elapsed, _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000)
+
+
+CALL = ("tools/call", {"name": "", "arguments": {"text": "hello from the bench"}})
+LIST = ("tools/list", {})
+
+
+async def measure(direct_url: str, gateway_url: str, token: str, calls: int) -> tuple[dict, int]:
+    """Every scenario, direct then through the gateway; returns results and gateway tools/call count."""
+    results: dict[tuple[str, int, str], Stats] = {}
+    gateway_calls = 0
+    warmup = max(50, calls // 10)
+    for concurrency in (1, 32):
+        for target, url, auth in (("direct", direct_url, None), ("gateway", gateway_url, token)):
+            sessions = [await Session(url, auth).open() for _ in range(concurrency)]
+            try:
+                for method, params in (CALL, LIST):
+                    if method == "tools/call":
+                        params = {**params, "name": "echo" if target == "direct" else CALLED}
+                    await drive(sessions, method, params, warmup)
+                    results[(method, concurrency, target)] = await drive(sessions, method, params, calls)
+                    if method == "tools/call" and target == "gateway":
+                        gateway_calls += warmup + calls
+            finally:
+                for session in sessions:
+                    await session.close()
+    return results, gateway_calls
+
+
+async def restart_under_load(gateway: Gateway, token: str, calls: int, *, in_flight: bool) -> tuple[int, int]:
+    """32 clients call until ``calls`` answers are in; then SIGTERM goes out at once, either
+    after the last answer (``in_flight=False``) or while the other clients' calls are still
+    in flight. Returns (requests sent, requests answered)."""
+    import httpx2
+
+    sessions = [await Session(gateway.url, token).open() for _ in range(32)]
+    sent = answered = 0
+    enough = asyncio.Event()
+
+    async def worker(session: Session) -> None:
+        nonlocal sent, answered
+        while not enough.is_set() and (in_flight or sent < calls):
+            sent += 1
+            try:
+                await session.request("tools/call", {"name": CALLED, "arguments": {"text": "restart"}})
+            except (httpx2.HTTPError, RuntimeError):
+                return  # the gateway went away under this call
+            answered += 1
+            if answered >= calls:
+                enough.set()
+
+    workers = [asyncio.create_task(worker(session)) for session in sessions]
+    if in_flight:
+        await enough.wait()
+    else:
+        await asyncio.gather(*workers)
+    gateway.process.send_signal(signal.SIGTERM)
+    await asyncio.gather(*workers)
+    for session in sessions:
+        await session.close()
+    return sent, answered
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(results: dict[tuple[str, int, str], Stats]) -> None:
+    print(f"{'':30}{'calls/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for method in ("tools/call", "tools/list"):
+        for concurrency in (1, 32):
+            direct = results[(method, concurrency, "direct")]
+            gateway = results[(method, concurrency, "gateway")]
+            for target, stats in (("direct", direct), ("gateway", gateway)):
+                label = f"{method:12} c={concurrency:<3} {target}"
+                print(f"{label:30}{stats.per_second:>10.0f}{stats.p50_ms:>10.2f}{stats.p99_ms:>10.2f}")
+            print(
+                f"{'':30}{'gateway/direct:':>10} throughput {gateway.per_second / direct.per_second:.2f}, "
+                f"p50 {gateway.p50_ms / direct.p50_ms:.2f}, p99 {gateway.p99_ms / direct.p99_ms:.2f}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="measured requests per scenario (default 2000)")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL + Redis instead of the embedded defaults")
+    parser.add_argument("--upstream-sse", action="store_true", help="upstreams answer with SSE streams, not JSON")
+    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        serve_upstream(args.serve_upstream, args.upstream_sse)
+        return
+
+    env = bench_env(args.postgres)
+    os.environ.update(env)
+    import django
+
+    fresh_database(args.postgres)
+    django.setup()
+
+    upstreams = start_upstreams(args.upstream_sse)
+    gateway = Gateway(env)
+    try:
+        token = setup_workspace([url for _, url in upstreams])
+        gateway.start()
+        store = "PostgreSQL + Redis" if args.postgres else "SQLite + in-process counters (embedded defaults)"
+        print(
+            f"MCPNest gateway benchmark: {os.cpu_count()} CPUs, one daphne process, {store}; "
+            f"{SERVERS} upstream processes (mcp SDK fixture server, {'SSE' if args.upstream_sse else 'JSON'} "
+            f"responses); {args.calls} measured calls per scenario"
+        )
+        gc.freeze()  # this process's own full collections would show up as latency on both sides
+        results, gateway_calls = asyncio.run(measure(upstreams[0][1], gateway.url, token, args.calls))
+        report(results)
+
+        added = results[("tools/call", 1, "gateway")].p50_ms - results[("tools/call", 1, "direct")].p50_ms
+        share = results[("tools/call", 32, "gateway")].per_second / results[("tools/call", 32, "direct")].per_second
+        listed = results[("tools/list", 1, "gateway")].p50_ms
+        print()
+        print(f"added p50 latency, tools/call c=1: {added:.2f} ms (target <= 2 ms)  {verdict(added <= 2)}")
+        print(f"gateway throughput, tools/call c=32: {share:.0%} of direct (target >= 50%)  {verdict(share >= 0.5)}")
+        print(
+            f"cached tools/list across {SERVERS} upstreams p50: {listed:.2f} ms (target < 2 ms)  {verdict(listed < 2)}"
+        )
+
+        rows = wait_for_rows(gateway_calls)
+        intact, detail = audit_verify()
+        print(
+            f"audit: {gateway_calls} tools/call through the gateway, {rows} ToolCall rows; audit_verify: "
+            f"{'OK' if intact else 'BROKEN'} ({detail})  {verdict(rows == gateway_calls and intact)}"
+        )
+
+        # A graceful restart: SIGTERM right after a burst, while rows still wait in the recorder.
+        sent, answered = asyncio.run(restart_under_load(gateway, token, BURST, in_flight=False))
+        code = gateway.wait()
+        gateway_calls += sent
+        rows = tool_call_rows()
+        intact, _ = audit_verify()
+        ok = rows == gateway_calls and answered == sent and intact
+        print(
+            f"graceful restart: SIGTERM right after {sent} calls; daphne exit code {code}; {rows} of "
+            f"{gateway_calls} rows written; audit_verify {'OK' if intact else 'BROKEN'}  {verdict(ok)}"
+        )
+        # And with calls in flight: each answered call is on record, each cancelled one too (499).
+        gateway.start()
+        before = tool_call_rows()
+        before_ok = tool_call_rows(status=200)
+        sent, answered = asyncio.run(restart_under_load(gateway, token, BURST, in_flight=True))
+        code = gateway.wait()
+        rows, rows_ok = tool_call_rows() - before, tool_call_rows(status=200) - before_ok
+        intact, _ = audit_verify()
+        ok = answered <= rows_ok and rows <= sent and intact
+        print(
+            f"restart under load: SIGTERM with {sent - answered} calls in flight; daphne exit code {code}; "
+            f"{answered} answered calls, {rows_ok} rows with status 200, {rows - rows_ok} cancelled (499), "
+            f"{sent} sent; audit_verify {'OK' if intact else 'BROKEN'}  {verdict(ok)}"
+        )
+        if not ok:
+            print(gateway.log_tail())
+    finally:
+        if gateway.process is not None and gateway.process.poll() is None:
+            gateway.process.kill()
+        for process, _ in upstreams:
+            process.kill()
+        for process, _ in upstreams:
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The portal in a real Chromium: sign in, create a workspace, invite, accept, change a role,
+issue a token and see it exactly once."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.core import mail
+
+from apps.rbac.roles import Role
+from apps.tokens.services import token_verify
+from apps.workspaces.models import Membership
+from tests.factories import PASSWORD, UserFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = Path(tempfile.gettempdir()) / "portal-tokens.png"  # looked at by whoever changes the page
+RAW_TOKEN = re.compile(r"mng_[0-9a-f]{48}")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver at /usr/bin (apt-get install chromium chromium-driver)",
+    ),
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Callable[[], object]]:
+    """``browser()`` starts one isolated headless Chromium; all are quit at the end."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers, profiles = [], []
+
+    def start():
+        profile = tempfile.mkdtemp(prefix="mcpnest-chromium-")
+        profiles.append(profile)
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,1600",
+            f"--user-data-dir={profile}",
+        ):
+            options.add_argument(arg)
+        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+        driver.set_page_load_timeout(30)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+    for profile in profiles:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _submit(driver, button) -> None:
+    """Click a submit button and wait until the next page has replaced this one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _sign_in(driver, base: str, email: str, *, next_url: str = "") -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/accounts/login/" + (f"?next={next_url}" if next_url else ""))
+    driver.find_element(By.NAME, "login").send_keys(email)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    _submit(driver, driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+    assert email in driver.find_element(By.CSS_SELECTOR, ".topbar .who").text
+
+
+def _messages(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return " ".join(el.text for el in driver.find_elements(By.CSS_SELECTOR, ".messages li"))
+
+
+def test_owner_invites_promotes_and_issues_a_token(live_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base = live_server.url
+    olivia = UserFactory(email="olivia@example.com")
+    ivan = UserFactory(email="ivan@example.com")
+
+    # The owner signs in through allauth's form and creates a workspace.
+    owner = browser()
+    _sign_in(owner, base, olivia.email)
+    assert owner.find_element(By.TAG_NAME, "h1").text == "My workspaces"
+    owner.find_element(By.LINK_TEXT, "New workspace").click()
+    owner.find_element(By.NAME, "slug").send_keys("nest")
+    owner.find_element(By.NAME, "name").send_keys("The Nest")
+    _submit(owner, owner.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+    assert owner.current_url == f"{base}/w/nest/"
+    assert f"{base}/api/gw/nest" == owner.find_element(By.ID, "gateway-url").get_attribute("value")
+
+    # ...and invites ivan as a Member; the email carries the link.
+    owner.find_element(By.LINK_TEXT, "Members").click()
+    owner.find_element(By.NAME, "email").send_keys(ivan.email)
+    Select(owner.find_element(By.NAME, "role")).select_by_value(Role.MEMBER)
+    _submit(owner, owner.find_element(By.XPATH, "//button[normalize-space()='Send invitation']"))
+    assert "Invitation sent to ivan@example.com." in _messages(owner)
+    (message,) = mail.outbox
+    link = re.search(rf"{re.escape(base)}/invitations/\S+/", message.body).group(0)
+
+    # ivan, in his own browser, follows the link, signs in and accepts.
+    invitee = browser()
+    invitee.get(link)
+    assert "/accounts/login/" in invitee.current_url
+    _sign_in(invitee, base, ivan.email, next_url=link.removeprefix(base))
+    assert invitee.current_url == link
+    assert "Member" in invitee.find_element(By.CSS_SELECTOR, "dl.facts").text
+    _submit(invitee, invitee.find_element(By.XPATH, "//button[normalize-space()='Accept invitation']"))
+    assert invitee.current_url == f"{base}/w/nest/"
+    assert "You joined as Member" in _messages(invitee)
+    membership = Membership.objects.get(workspace__slug="nest", user=ivan)
+    assert membership.role == Role.MEMBER
+
+    # The owner makes ivan an Admin.
+    owner.refresh()
+    row = owner.find_element(By.ID, f"member-{membership.pk}")
+    Select(row.find_element(By.NAME, "role")).select_by_value(Role.ADMIN)
+    _submit(owner, row.find_element(By.XPATH, ".//button[normalize-space()='Change role']"))
+    assert "ivan@example.com is now Admin." in _messages(owner)
+    membership.refresh_from_db()
+    assert membership.role == Role.ADMIN
+
+    # The owner creates a token: shown once, with a copy button...
+    owner.find_element(By.LINK_TEXT, "Tokens").click()
+    owner.find_element(By.NAME, "name").send_keys("Claude Desktop")
+    holder = Select(owner.find_element(By.NAME, "holder"))
+    assert holder.first_selected_option.text == "olivia@example.com (Owner)"  # yourself by default
+    owner.find_element(By.NAME, "expires_days").send_keys("90")
+    _submit(owner, owner.find_element(By.XPATH, "//button[normalize-space()='Create token']"))
+    raw = owner.find_element(By.ID, "raw-token").get_attribute("value")
+    assert RAW_TOKEN.fullmatch(raw)
+    token = token_verify(raw)
+    assert token is not None and token.user == olivia and token.name == "Claude Desktop"
+    assert "will not be shown again" in owner.find_element(By.CSS_SELECTOR, ".issued").text
+    assert owner.find_element(By.CSS_SELECTOR, "button[data-copy='raw-token']").is_displayed()
+    owner.save_screenshot(str(SCREENSHOT))
+
+    # ...and never again: the list shows only its prefix.
+    owner.get(f"{base}/w/nest/tokens/")
+    assert raw not in owner.page_source
+    assert not RAW_TOKEN.search(owner.page_source)
+    assert not owner.find_elements(By.ID, "raw-token")
+    assert f"{token.prefix}…" in owner.find_element(By.CSS_SELECTOR, "table").text
