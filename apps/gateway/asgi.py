@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sys
 
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -32,9 +33,8 @@ def _memoize_twisted_content_type() -> None:
     (to look for form submissions, which ASGI never uses): an eighth of the gateway's CPU
     per call. The parser is a pure function of a header almost always equal to
     ``application/json``, so remember its answers."""
-    try:
-        from twisted.web import http as twisted_http
-    except ImportError:  # another ASGI server
+    twisted_http = sys.modules.get("twisted.web.http")  # loaded by daphne before the application
+    if twisted_http is None:  # another ASGI server
         return
     parse = getattr(twisted_http, "_parseContentType", None)
     if parse is not None and not hasattr(parse, "cache_info"):

@@ -39,24 +39,15 @@ class ServerTools:
 def _load_config(slug: str) -> WorkspaceConfig | None:
     from apps.gateway.runtime import state
 
-    # The unwrapped loader: its wrapper manages connections for gateway pool threads, which
-    # a request thread must leave to Django (it would close the request's connection).
-    return state._load_workspace.__wrapped__(slug)
+    # Not the pool-thread wrapper: a request thread leaves its connection to Django.
+    return state.load_workspace(slug)
 
 
 async def _build(config: WorkspaceConfig) -> Catalog:
     from apps.gateway.runtime import catalog, upstream
 
-    loop_id = id(asyncio.get_running_loop())
-    try:
-        async with asyncio.timeout(LIVE_TOOLS_TIMEOUT):
-            return await catalog.build(config)
-    finally:
-        # This event loop is ours alone and ends with this call: close its HTTP client and
-        # forget its upstream sessions, or each page view would leave them behind.
-        await upstream.http_client().aclose()
-        for key in [key for key in upstream._upstreams if key[0] == loop_id]:
-            del upstream._upstreams[key]
+    async with upstream.isolated(), asyncio.timeout(LIVE_TOOLS_TIMEOUT):
+        return await catalog.build(config)
 
 
 def live_tools(workspace: Workspace) -> list[ServerTools]:

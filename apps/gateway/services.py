@@ -106,22 +106,19 @@ def server_add(
 
 
 def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:
-    from apps.gateway.runtime.upstream import Upstream, UpstreamConfig
+    """The upstream's current tools, asked on a loop of our own (even under ASGI)."""
+    from apps.gateway.runtime.upstream import UpstreamConfig, isolated, upstream_for
 
     async def fetch() -> list[dict[str, Any]]:
         config = UpstreamConfig(server.pk, server.slug, server.url, tuple(sorted(server.get_headers().items())))
-        upstream = Upstream(config=config)  # a throw-away connection: this runs outside the gateway loop
-        try:
+        async with isolated():
+            upstream = upstream_for(config)
             await upstream.ensure_connected(10.0)
             if "tools" not in upstream.capabilities:
                 return []
             return await upstream.list_all("tools/list", "tools", timeout=10.0)
-        finally:
-            from apps.gateway.runtime.upstream import http_client
 
-            await http_client().aclose()
-
-    return async_to_sync(fetch)()
+    return async_to_sync(fetch, force_new_loop=True)()
 
 
 def server_approve(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:

@@ -46,9 +46,12 @@ async def test_gateway_requests_skip_the_request_signals_portal_requests_do_not(
 
 
 def test_twisted_content_type_parsing_is_memoized_and_unchanged():
-    import apps.gateway.asgi  # noqa: F401 (patches Twisted when imported)
+    from apps.gateway.asgi import _memoize_twisted_content_type
 
+    _memoize_twisted_content_type()  # done at import when daphne has loaded Twisted first
+    _memoize_twisted_content_type()  # and only once
     assert twisted_http._parseContentType.cache_info
+    assert not hasattr(twisted_http._parseContentType.__wrapped__, "cache_info")
     assert twisted_http._parseContentType(b"application/json; charset=utf-8") == b"application/json"
     assert twisted_http._parseContentType(b"Multipart/Form-Data; boundary=x") == b"multipart/form-data"
 

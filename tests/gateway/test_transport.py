@@ -163,3 +163,83 @@ async def test_unknown_workspace_is_404(asgi_client, carol_token):
     async with asgi_client(carol_token) as client:
         response = await client.post("/api/gw/nope", json=rpc("ping"), headers=ACCEPT)
     assert response.status_code == 404
+
+
+# --- 2026-07-28: stateless requests -------------------------------------------------------
+
+MODERN = "2026-07-28"
+
+
+def modern(method, id=1, **params):
+    params["_meta"] = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "pytest-modern", "version": "2"},
+    }
+    return rpc(method, id=id, **params)
+
+
+def modern_headers(method, name=None, version=MODERN):
+    headers = {**ACCEPT, "MCP-Protocol-Version": version, "Mcp-Method": method}
+    if name:
+        headers["Mcp-Name"] = name
+    return headers
+
+
+async def test_modern_discover_and_lists_are_private_and_cacheable(asgi_client, carol_token, fix_server):
+    async with asgi_client(carol_token) as client:
+        discover = await client.post(URL, json=modern("server/discover"), headers=modern_headers("server/discover"))
+        listed = await client.post(URL, json=modern("tools/list"), headers=modern_headers("tools/list"))
+    assert discover.status_code == 200 and "mcp-session-id" not in discover.headers
+    result = discover.json()["result"]
+    assert MODERN in result["supportedVersions"] and "2025-11-25" in result["supportedVersions"]
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcpnest"
+    tools = listed.json()["result"]
+    assert tools["cacheScope"] == "private" and tools["ttlMs"] > 0 and tools["resultType"] == "complete"
+    assert tools["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcpnest"
+
+
+async def test_modern_header_checks(asgi_client, carol_token, fix_server):
+    async with asgi_client(carol_token) as client:
+        mismatch = await client.post(URL, json=modern("tools/list"), headers=modern_headers("tools/call"))
+        wrong_name = await client.post(
+            URL,
+            json=modern("tools/call", name="echo", arguments={"text": "x"}),
+            headers=modern_headers("tools/call", name="add"),
+        )
+        unsupported = await client.post(
+            URL,
+            json={
+                **modern("tools/list"),
+                "params": {
+                    "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2099-01-01",
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                    }
+                },
+            },
+            headers=modern_headers("tools/list", version="2099-01-01"),
+        )
+        ping = await client.post(URL, json=modern("ping"), headers=modern_headers("ping"))
+        get = await client.get(URL, headers={"Accept": "text/event-stream", "MCP-Protocol-Version": MODERN})
+    assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == -32020
+    assert wrong_name.status_code == 400 and wrong_name.json()["error"]["code"] == -32020
+    assert unsupported.status_code == 400 and unsupported.json()["error"]["code"] == -32022
+    assert MODERN in unsupported.json()["error"]["data"]["supported"]
+    assert ping.status_code == 404 and ping.json()["error"]["code"] == -32601  # ping is gone in 2026-07-28
+    assert get.status_code == 405
+
+
+async def test_legacy_callers_get_no_modern_fields_from_modern_upstreams(asgi_client, carol_token, fix_server):
+    # The fixture upstream speaks 2026-07-28 to the gateway; a 2025 caller must not see that.
+    async with asgi_client(carol_token) as client:
+        session, _ = await _initialize(client)
+        listed = await client.post(URL, json=rpc("tools/list"), headers={**ACCEPT, "Mcp-Session-Id": session})
+        called = await client.post(
+            URL,
+            json=rpc("tools/call", id=2, name="echo", arguments={"text": "hi"}),
+            headers={**ACCEPT, "Mcp-Session-Id": session},
+        )
+    for result in (listed.json()["result"], called.json()["result"]):
+        assert not {"resultType", "ttlMs", "cacheScope"} & set(result)
+        assert "io.modelcontextprotocol/serverInfo" not in result.get("_meta", {})

@@ -157,6 +157,9 @@ def _server_info(config: WorkspaceConfig) -> dict[str, Any]:
 CAPABILITIES = {"tools": {"listChanged": False}, "resources": {}, "prompts": {}}
 
 
+MODERN_ONLY_RESULT_KEYS = ("resultType", "ttlMs", "cacheScope")
+
+
 def _finish(caller: Caller, result: dict[str, Any], *, cacheable: bool = False) -> dict[str, Any]:
     if caller.modern:
         result["resultType"] = result.get("resultType", "complete")
@@ -166,6 +169,18 @@ def _finish(caller: Caller, result: dict[str, Any], *, cacheable: bool = False) 
         if cacheable:
             result["ttlMs"] = LIST_TTL_MS
             result["cacheScope"] = "private"  # lists differ per member
+        return result
+    # A 2025 caller gets a 2025 result, whatever era the upstream speaks: no 2026-only
+    # fields, and never the upstream's identity in place of the gateway's.
+    for key in MODERN_ONLY_RESULT_KEYS:
+        result.pop(key, None)
+    meta = result.get("_meta")
+    if isinstance(meta, dict) and SERVER_INFO_META_KEY in meta:
+        meta = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
+        if meta:
+            result["_meta"] = meta
+        else:
+            result.pop("_meta")
     return result
 
 

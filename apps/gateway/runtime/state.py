@@ -108,8 +108,7 @@ def _load_token(digest: str) -> TokenInfo | None:
     )
 
 
-@db_job
-def _load_workspace(slug: str) -> WorkspaceConfig | None:
+def load_workspace(slug: str) -> WorkspaceConfig | None:
     from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
     from apps.workspaces.models import Workspace
 
@@ -226,5 +225,7 @@ class Snapshots:
             return None
         return info
 
+
+_load_workspace = db_job(load_workspace)
 
 snapshots = Snapshots()

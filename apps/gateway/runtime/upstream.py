@@ -14,11 +14,12 @@ sent upstream: only the server's own configured headers are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,22 @@ def http_client() -> httpx2.AsyncClient:
         )
         _clients[id(loop)] = client
     return client
+
+
+@contextlib.asynccontextmanager
+async def isolated() -> AsyncIterator[None]:
+    """For one-off work on a loop of its own (approving a server, the portal's tool picker):
+    on exit, close that loop's HTTP client and forget its upstream sessions, so nothing is
+    left behind and the gateway's own pooled connections are never touched."""
+    loop_id = id(asyncio.get_running_loop())
+    try:
+        yield
+    finally:
+        client = _clients.pop(loop_id, None)
+        if client is not None:
+            await client.aclose()
+        for key in [key for key in _upstreams if key[0] == loop_id]:
+            del _upstreams[key]
 
 
 @dataclass
