@@ -31,6 +31,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/admin_audit.py --rows 100000
 
 clean:

@@ -8,6 +8,7 @@ epochs at most once a second per worker.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from functools import cache
@@ -90,7 +91,9 @@ def workspace_epoch_key(workspace_id: int) -> str:
 def bump(key: str) -> None:
     """Invalidate every worker's cache that depends on ``key`` (within a second)."""
     if uses_redis():
-        _sync_redis().incr(key)
+        # A fresh random value, not a counter: after a Redis restart a counter could climb
+        # back to a value a worker still holds, and that change would go unnoticed.
+        _sync_redis().set(key, os.urandom(8).hex())
     else:
         _memory.incr(key)
 
@@ -109,11 +112,12 @@ def tokens_changed() -> None:
     transaction.on_commit(lambda: bump(TOKENS_EPOCH))
 
 
-async def read_epochs(keys: list[str]) -> list[int]:
+async def read_epochs(keys: list[str]) -> list[str]:
+    """The current value of each epoch; only equality between readings means anything."""
     if uses_redis():
         values = await _async_redis().mget(keys)
-        return [int(v) if v is not None else 0 for v in values]
-    return [_memory.get(key) or 0 for key in keys]
+        return [v.decode() if v is not None else "" for v in values]
+    return [str(_memory.get(key) or "") for key in keys]
 
 
 # --- per request: rate limit + ended-session check in one round trip ---------------

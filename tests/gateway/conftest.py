@@ -10,6 +10,7 @@ from apps.gateway.runtime import engine
 from apps.gateway.runtime.recorder import recorder
 from apps.gateway.runtime.state import snapshots
 from apps.tokens.services import token_create
+from tests.gateway.daphne import gateway  # noqa: F401 - a fixture
 from tests.gateway.upstream import build_server, running
 
 

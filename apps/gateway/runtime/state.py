@@ -160,7 +160,7 @@ class Snapshots:
     def __init__(self) -> None:
         self.tokens: dict[str, TokenInfo | None] = {}
         self.workspaces: dict[str, WorkspaceConfig | None] = {}
-        self._epochs: dict[str, int] = {}
+        self._epochs: dict[str, str] = {}
         self._checked_at = 0.0
         self._ws_ids: dict[str, int] = {}
 
