@@ -106,7 +106,10 @@ def server_add(
 
 
 def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:
-    """The upstream's current tools, asked on a loop of our own (even under ASGI)."""
+    """The upstream's current tools, asked on a loop of our own (even under ASGI).
+
+    Also notes on ``server`` (unsaved) which transport the upstream turned out to speak.
+    """
     from apps.gateway.runtime.upstream import UpstreamConfig, isolated, upstream_for
 
     async def fetch() -> list[dict[str, Any]]:
@@ -114,6 +117,9 @@ def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:
         async with isolated():
             upstream = upstream_for(config)
             await upstream.ensure_connected(10.0)
+            server.transport = (
+                UpstreamServer.Transport.SSE if upstream.era == "sse" else UpstreamServer.Transport.STREAMABLE_HTTP
+            )
             if "tools" not in upstream.capabilities:
                 return []
             return await upstream.list_all("tools/list", "tools", timeout=10.0)
@@ -202,7 +208,7 @@ def server_health_check(*, access: Access, server: UpstreamServer, ip: str | Non
         ok, detail = False, str(exc)
     with transaction.atomic():
         server.health_checked_at, server.health_ok, server.health_detail = timezone.now(), ok, detail[:300]
-        server.save(update_fields=["health_checked_at", "health_ok", "health_detail"])
+        server.save(update_fields=["health_checked_at", "health_ok", "health_detail", "transport"])
         _audit(server, _actor(access), Action.HEALTH_CHECKED, ip, ok=ok, detail=detail[:300])
     return server
 

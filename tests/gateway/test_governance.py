@@ -277,3 +277,33 @@ def test_operator_commands(cast, upstream, capsys):
     assert server.pins.count() == 4
     assert sorted(AllowRule.objects.values_list("tool", flat=True)) == ["add", "echo"]
     assert "s3cret" not in json.dumps(list(AuditEvent.objects.values_list("metadata", flat=True)))
+
+
+async def test_legacy_http_sse_upstreams_are_detected_and_work(cast, issue, session):
+    with running(build_server("old"), sse=True) as old:
+
+        def setup():
+            server = server_add(access=cast.access(cast.alice), slug="old", url=old.url)
+            return server, issue(cast.carol)
+
+        server, token = await sync_to_async(setup)()
+        assert server.health_ok and await server.pins.acount() == 4  # approved over SSE, tools pinned
+        assert server.transport == "sse"
+        s = await session(token)
+        assert {"echo", "add", "slow", "fail"} <= set(await s.tools())
+        answer = await s.call("tools/call", name="add", arguments={"a": 40, "b": 2})
+        assert answer["result"]["content"][0]["text"] == "42"
+        slow = await s.client.post(
+            URL,
+            json={
+                "jsonrpc": "2.0",
+                "id": 99,
+                "method": "tools/call",
+                "params": {"name": "slow", "arguments": {"steps": 2}, "_meta": {"progressToken": 7}},
+            },
+            headers=s.headers,
+        )
+        events = [json.loads(line[6:]) for line in slow.text.splitlines() if line.startswith("data: ")]
+        assert [e["params"]["progress"] for e in events if e.get("method") == "notifications/progress"] == [1, 2]
+        assert events[-1]["result"]["content"][0]["text"] == "done after 2 steps"
+    assert (await sync_to_async(rows)(tool_name="add"))[0].server_slug == "old"

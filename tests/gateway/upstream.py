@@ -54,10 +54,14 @@ def _free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, mcp_server: MCPServer, *, json_response: bool = False):
+    def __init__(self, mcp_server: MCPServer, *, json_response: bool = False, sse: bool = False):
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        app = mcp_server.streamable_http_app(json_response=json_response)
+        if sse:  # the 2024-11-05 HTTP+SSE transport
+            self.url = f"http://127.0.0.1:{self.port}/sse"
+            app = mcp_server.sse_app()
+        else:
+            self.url = f"http://127.0.0.1:{self.port}/mcp"
+            app = mcp_server.streamable_http_app(json_response=json_response)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -73,6 +77,7 @@ class RunningServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True  # don't wait for long-lived SSE streams to end
         self._thread.join(timeout=10)
 
 

@@ -95,7 +95,9 @@ async def isolated() -> AsyncIterator[None]:
         if client is not None:
             await client.aclose()
         for key in [key for key in _upstreams if key[0] == loop_id]:
-            del _upstreams[key]
+            reader = getattr(_upstreams.pop(key), "_reader", None)
+            if reader is not None:
+                reader.cancel()
 
 
 @dataclass
@@ -232,6 +234,10 @@ class Upstream:
         finally:
             self.era = "legacy"
         result = (reply or {}).get("result")
+        if status in (400, 404, 405) and reply is None:
+            # Not a Streamable HTTP endpoint: try the 2024-11-05 HTTP+SSE transport.
+            await self._connect_sse(timeout)
+            return
         if status != 200 or not isinstance(result, dict):
             self.era = None
             detail = (reply or {}).get("error", {}).get("message") if reply else f"HTTP {status}"
@@ -242,6 +248,125 @@ class Upstream:
         self.capabilities = result.get("capabilities") or {}
         self.server_info = result.get("serverInfo") or {}
         await self._post({"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout=timeout)
+
+    # --- the legacy HTTP+SSE transport (2024-11-05) ----------------------------------------
+    #
+    # A GET opens a long-lived event stream whose first event names the endpoint to POST
+    # messages to; every reply and notification then arrives on that one stream, matched
+    # to its request by id (and progress notifications by progress token).
+
+    async def _connect_sse(self, timeout: float) -> None:
+        client = http_client()
+        headers = {"accept": "text/event-stream", **dict(self.config.headers)}
+        try:
+            request = client.build_request(
+                "GET", self._url, headers=headers, timeout=httpx2.Timeout(timeout, read=None)
+            )
+            response = await client.send(request, stream=True)
+        except httpx2.HTTPError as exc:
+            raise UpstreamError(f"upstream {self.config.slug} is unreachable ({type(exc).__name__})") from None
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if response.status_code != 200 or content_type != "text/event-stream":
+            await response.aclose()
+            self.era = None
+            raise UpstreamError(
+                f"upstream {self.config.slug} speaks neither Streamable HTTP nor HTTP+SSE "
+                f"(GET answered {response.status_code} {content_type or 'without a content type'})"
+            )
+        events = aiter(httpx2.EventSource(response))
+        try:
+            first = await asyncio.wait_for(anext(events), timeout)
+        except (TimeoutError, StopAsyncIteration, httpx2.HTTPError):
+            await response.aclose()
+            self.era = None
+            raise UpstreamError(f"upstream {self.config.slug} sent no endpoint event on its SSE stream") from None
+        if first.event != "endpoint" or not first.data:
+            await response.aclose()
+            self.era = None
+            raise UpstreamError(f"upstream {self.config.slug} opened its SSE stream without an endpoint event")
+        self.era, self.session_id = "sse", None
+        self._endpoint = self._url.join(first.data.strip())
+        self._pending: dict[Any, asyncio.Future] = {}
+        self._progress: dict[Any, Notify] = {}
+        self._reader = asyncio.get_running_loop().create_task(self._read_sse(events, response))
+        reply = await self._sse_request(
+            "initialize",
+            {"protocolVersion": HANDSHAKE_PROTOCOL_VERSIONS[0], "capabilities": {}, "clientInfo": CLIENT_INFO},
+            timeout=timeout,
+        )
+        result = reply.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamError(f"upstream {self.config.slug} refused initialize over SSE")
+        self.protocol_version = result.get("protocolVersion") or HANDSHAKE_PROTOCOL_VERSIONS[0]
+        self.capabilities = result.get("capabilities") or {}
+        self.server_info = result.get("serverInfo") or {}
+        await self._sse_send({"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout)
+
+    async def _read_sse(self, events, response: httpx2.Response) -> None:
+        try:
+            async for event in events:
+                if event.event != "message" or not event.data:
+                    continue
+                try:
+                    data = json.loads(event.data)
+                except ValueError:
+                    continue
+                if "id" in data and ("result" in data or "error" in data):
+                    future = self._pending.pop(data["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(data)
+                elif data.get("method") == "notifications/progress":
+                    notify = self._progress.get((data.get("params") or {}).get("progressToken"))
+                    if notify is not None:
+                        await notify(data)
+        except (httpx2.HTTPError, asyncio.CancelledError):
+            pass
+        finally:
+            await response.aclose()
+            # The stream is the connection: without it, start over on the next call.
+            self.ready, self.era = False, None
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(UpstreamError(f"upstream {self.config.slug} closed its SSE stream"))
+            self._pending.clear()
+
+    async def _sse_send(self, message: dict[str, Any], timeout: float) -> None:
+        client = http_client()
+        try:
+            response = await client.post(
+                self._endpoint,
+                content=json.dumps(message, separators=(",", ":")),
+                headers={"content-type": "application/json", **dict(self.config.headers)},
+                timeout=timeout,
+            )
+        except httpx2.TimeoutException:
+            raise UpstreamError(f"upstream {self.config.slug} timed out", status=504, timeout=True) from None
+        except httpx2.HTTPError as exc:
+            raise UpstreamError(f"upstream {self.config.slug} is unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            raise UpstreamError(f"upstream {self.config.slug} refused a message (HTTP {response.status_code})")
+
+    async def _sse_request(
+        self, method: str, params: dict[str, Any] | None, *, timeout: float, notify: Notify | None = None
+    ) -> dict[str, Any]:
+        message_id = next(self._ids)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": message_id, "method": method}
+        if params:
+            message["params"] = params
+        future = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = future
+        token = ((params or {}).get("_meta") or {}).get("progressToken") if isinstance(params, dict) else None
+        if notify is not None and token is not None:
+            self._progress[token] = notify
+        try:
+            await self._sse_send(message, timeout)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise UpstreamError(f"upstream {self.config.slug} timed out", status=504, timeout=True) from None
+        finally:
+            self._pending.pop(message_id, None)
+            if token is not None:
+                self._progress.pop(token, None)
 
     async def ensure_connected(self, timeout: float = 10.0) -> None:
         if self.ready:
@@ -258,6 +383,8 @@ class Upstream:
     ) -> dict[str, Any]:
         """Send one request; return the upstream's JSON-RPC reply (``result`` or ``error``)."""
         await self.ensure_connected(min(timeout, 10.0))
+        if self.era == "sse":
+            return await self._sse_request(method, params, timeout=timeout, notify=notify)
         for attempt in range(2):
             params_out = dict(params or {})
             if self.era == "modern":
