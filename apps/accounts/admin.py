@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import api_key_revoke
+from apps.core.admin import ReadOnlyMixin
 from apps.workspaces.models import Membership
 
 
@@ -34,7 +35,7 @@ class UserEditForm(UserChangeForm):
         return self.cleaned_data["email"].strip().lower()
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyMixin, admin.TabularInline):
     """Where the person belongs. Roles change through the membership admin (services, audit)."""
 
     model = Membership
@@ -46,15 +47,6 @@ class MembershipInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("workspace")
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(User)

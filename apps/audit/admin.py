@@ -7,20 +7,16 @@ Nobody — superusers included — can add, change or delete a row here; the ORM
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -129,15 +125,6 @@ def _redact(value: str | list[str]) -> str | list[str]:
 
 def _code(value: str) -> str:
     return format_html('<code style="word-break: break-all">{}</code>', value)
-
-
-async def _async_chunks(chunks: Iterator[str], batch: int = 500) -> AsyncIterator[str]:
-    # Under ASGI (daphne) Django buffers a synchronous iterator whole before sending it;
-    # an async one is sent as it comes. The rows are still read by one thread (the
-    # request's), so the database cursor stays on its connection.
-    take = sync_to_async(lambda: list(itertools.islice(chunks, batch)), thread_sensitive=True)
-    while parts := await take():
-        yield "".join(parts)
 
 
 class ChainedRecordAdmin(ReadOnlyAdmin):
@@ -263,14 +250,7 @@ class ChainedRecordAdmin(ReadOnlyAdmin):
             metadata={"model": self.opts.label_lower, "format": fmt, "filters": filters, "via": "admin"},
             ip=client_ip(request),
         )
-        chunks = export.stream(queryset, fmt)
-        response = StreamingHttpResponse(
-            _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks,
-            content_type=f"{export.CONTENT_TYPES[fmt]}; charset=utf-8",
-        )
-        label = workspace.slug if workspace else "all"
-        response["Content-Disposition"] = f'attachment; filename="{export.filename(self.model, fmt, label)}"'
-        return response
+        return export.ExportResponse(queryset, fmt, label=workspace.slug if workspace else "all")
 
     @staticmethod
     def _single_workspace(request: HttpRequest) -> Workspace | None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 
 from apps.audit.models import AuditEvent, ChainedRecord, ToolCall
 
@@ -75,3 +78,25 @@ def filename(model: type[ChainedRecord], fmt: str, label: str) -> str:
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     kind = "events" if model is AuditEvent else "tool-calls"
     return f"mcpnest-{label}-{kind}-{stamp}.{fmt}"
+
+
+class ExportResponse(StreamingHttpResponse):
+    """A download of ``stream(queryset, fmt)`` that really streams, under WSGI and ASGI alike.
+
+    Under ASGI (daphne) Django would read a synchronous iterator whole into memory before
+    sending a byte. Here the rows are pulled a batch at a time in the thread-sensitive
+    executor, where the view's database connection (and the query's cursor) lives.
+    """
+
+    BATCH = 500
+
+    def __init__(self, queryset: QuerySet, fmt: str, *, label: str):
+        super().__init__(stream(queryset, fmt), content_type=f"{CONTENT_TYPES[fmt]}; charset=utf-8")
+        self["Content-Disposition"] = f'attachment; filename="{filename(queryset.model, fmt, label)}"'
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        parts = iter(self.streaming_content)
+        take = sync_to_async(lambda: list(itertools.islice(parts, self.BATCH)), thread_sensitive=True)
+        while batch := await take():
+            for part in batch:
+                yield part

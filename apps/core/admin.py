@@ -180,6 +180,23 @@ class InputFilter(admin.SimpleListFilter):
         }
 
 
+# --- Read-only admins ------------------------------------------------------------------
+
+
+class ReadOnlyMixin:
+    """No add, change or delete through this admin, for anyone: the rows change only through
+    services (audited), or never (the audit trail)."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 # --- Writes through services ---------------------------------------------------------
 
 

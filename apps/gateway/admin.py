@@ -14,21 +14,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from apps.core.admin import act_in_workspaces
+from apps.core.admin import ReadOnlyMixin, act_in_workspaces
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
 from apps.gateway.services import pin_approve, server_approve, server_set_enabled
 from apps.rbac.roles import Capability
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(UpstreamServer)

@@ -8,20 +8,17 @@ Services enforce the finer rules; their refusals are shown to the user, never sw
 from __future__ import annotations
 
 import functools
-import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -145,27 +142,6 @@ def page_of(queryset: QuerySet, request: HttpRequest, size: int = PAGE_SIZE) -> 
     offset = (number - 1) * size
     rows = list(queryset[offset : offset + size + 1])
     return Page(rows=rows[:size], number=number, has_next=len(rows) > size)
-
-
-def streaming_body(request: HttpRequest, chunks: Iterable[str], batch: int = 500) -> Iterable[str] | AsyncIterator[str]:
-    """Hand ``chunks`` to the server so they really stream.
-
-    Under ASGI (daphne, production) Django buffers a synchronous iterator completely before
-    sending it; there we hand it an async iterator that pulls batches from the synchronous
-    one in the request's thread-sensitive executor, where its database cursor lives.
-    """
-    if not isinstance(request, ASGIRequest):
-        return chunks
-    iterator = iter(chunks)
-
-    def take() -> str:
-        return "".join(itertools.islice(iterator, batch))
-
-    async def body() -> AsyncIterator[str]:
-        while part := await sync_to_async(take, thread_sensitive=True)():
-            yield part
-
-    return body()
 
 
 def _ip(request: HttpRequest) -> str | None:
@@ -514,11 +490,7 @@ def _export(
     )
     # In chain order, so consecutive rows link up for offline verification.
     rows = model.objects.filter(workspace=workspace, seq__lte=last_seq, **form.filters()).order_by("seq")
-    response = StreamingHttpResponse(
-        streaming_body(request, export.stream(rows, fmt)), content_type=export.CONTENT_TYPES[fmt]
-    )
-    response["Content-Disposition"] = f'attachment; filename="{export.filename(model, fmt, workspace.slug)}"'
-    return response
+    return export.ExportResponse(rows, fmt, label=workspace.slug)
 
 
 # --- Tool calls ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.core.admin import ServiceAdminMixin, act_in_workspaces
+from apps.core.admin import ReadOnlyMixin, ServiceAdminMixin, act_in_workspaces
 from apps.core.errors import RuleViolation
 from apps.core.http import client_ip
 from apps.rbac.access import access_for
@@ -45,7 +45,7 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyMixin, admin.TabularInline):
     """Who is in the workspace. Read-only: roles change in the membership admin, via services."""
 
     model = Membership
@@ -57,15 +57,6 @@ class MembershipInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("user")
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Workspace)

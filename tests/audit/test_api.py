@@ -216,7 +216,7 @@ def test_csv_export_streams_the_filtered_rows_and_is_audited(cast, trail, client
     response = client_for(cast.bob).get(CALLS + "?format=csv&member=carol@example.com&since=2026-01-01")
     assert response.status_code == 200
     assert response.streaming
-    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
     disposition = response["Content-Disposition"]
     assert disposition.startswith('attachment; filename="mcpnest-acme-tool-calls-') and disposition.endswith('.csv"')
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
@@ -236,7 +236,7 @@ def test_csv_export_streams_the_filtered_rows_and_is_audited(cast, trail, client
 def test_jsonl_export_is_the_verifiable_chain_in_order(cast, trail, client_for):
     response = client_for(cast.alice).get(EVENTS + "?format=jsonl")
     assert response.status_code == 200
-    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Type"] == "application/x-ndjson; charset=utf-8"
     assert response["Content-Disposition"].endswith('.jsonl"')
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     # The export event is written before streaming starts, so it is the last row.

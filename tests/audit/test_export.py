@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import warnings
 from datetime import timedelta
 
 import pytest
@@ -167,3 +168,22 @@ def test_command_errors(cast):
         run("acme", "--format", "csv")
     with pytest.raises(CommandError, match="invalid choice"):
         run("acme", "--format", "xml")
+
+
+def test_export_response_is_read_in_batches_under_asgi(cast, monkeypatch):
+    from asgiref.sync import async_to_sync
+
+    tool_calls_record(calls(cast.acme, 5))
+    monkeypatch.setattr(export.ExportResponse, "BATCH", 2)
+    response = export.ExportResponse(
+        ToolCall.objects.filter(workspace=cast.acme).order_by("seq"), "jsonl", label="acme"
+    )
+    assert response["Content-Disposition"].startswith('attachment; filename="mcpnest-acme-tool-calls-')
+
+    async def read() -> list[bytes]:
+        return [part async for part in response]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Django warns when it has to buffer a sync iterator
+        parts = async_to_sync(read)()
+    assert [json.loads(part)["seq"] for part in parts] == [1, 2, 3, 4, 5]

@@ -126,7 +126,7 @@ def test_csv_export_streams_the_filtered_calls_and_is_recorded(cast, signed_in, 
     response = signed_in(cast.bob).get(_export_url("?format=csv&status=2xx"))
     assert response.status_code == 200
     assert response.streaming
-    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="mcpnest-acme-tool-calls-')
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [(r["tool_name"], r["status"]) for r in rows] == [("echo", "200")] * 3
@@ -141,7 +141,7 @@ def test_csv_export_streams_the_filtered_calls_and_is_recorded(cast, signed_in, 
 def test_jsonl_export_carries_the_hashes_of_every_call(cast, signed_in, record):
     record(4)
     response = signed_in(cast.alice).get(_export_url("?format=jsonl"))
-    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Type"] == "application/x-ndjson; charset=utf-8"
     lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [line["seq"] for line in lines] == [1, 2, 3, 4]
     stored = {c.seq: c.row_hash for c in ToolCall.objects.filter(workspace=cast.acme)}

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
@@ -39,24 +35,6 @@ class ExportFormatNegotiation(DefaultContentNegotiation):
     settings = APISettings(user_settings={"URL_FORMAT_OVERRIDE": None})
 
 
-class ExportResponse(StreamingHttpResponse):
-    """Streams a synchronous iterator under ASGI too, a batch of rows per thread hop.
-
-    Django's own fallback would read the whole iterator into a list before sending a byte,
-    which for a large audit trail means holding all of it in memory.
-    """
-
-    BATCH = 500
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        parts = iter(self.streaming_content)
-        # thread_sensitive: the rows come from the same thread, and connection, as the view's.
-        take = sync_to_async(lambda: list(itertools.islice(parts, self.BATCH)), thread_sensitive=True)
-        while batch := await take():
-            for part in batch:
-                yield part
-
-
 class _AuditListView(WorkspaceScopedMixin, generics.ListAPIView):
     model: ClassVar[type[ChainedRecord]]
     filters_class: ClassVar[type[serializers.AuditFilters]]
@@ -73,7 +51,7 @@ class _AuditListView(WorkspaceScopedMixin, generics.ListAPIView):
         """Apply the filters particular to this kind of row."""
         raise NotImplementedError
 
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response | ExportResponse:
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response | export.ExportResponse:
         form = self.filters_class(data=request.query_params)
         form.is_valid(raise_exception=True)
         filters = form.validated_data
@@ -88,7 +66,7 @@ class _AuditListView(WorkspaceScopedMixin, generics.ListAPIView):
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    def export(self, rows: QuerySet, fmt: str, request: Request) -> ExportResponse:
+    def export(self, rows: QuerySet, fmt: str, request: Request) -> export.ExportResponse:
         workspace = self.access.workspace
         kind = "events" if self.model is AuditEvent else "tool-calls"
         used = {
@@ -106,10 +84,7 @@ class _AuditListView(WorkspaceScopedMixin, generics.ListAPIView):
             ip=client_ip(request),
         )
         # Chain order, so an auditor can re-verify the hashes offline.
-        response = ExportResponse(export.stream(rows.order_by("seq"), fmt), content_type=export.CONTENT_TYPES[fmt])
-        name = export.filename(self.model, fmt, workspace.slug)
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-        return response
+        return export.ExportResponse(rows.order_by("seq"), fmt, label=workspace.slug)
 
 
 def _list_schema(summary: str, serializer: type, filters: type) -> Any:
@@ -145,7 +120,7 @@ class AuditEventListView(_AuditListView):
         serializers.AuditEventSerializer,
         serializers.AuditEventFilters,
     )
-    def get(self, request: Request, slug: str) -> Response | ExportResponse:
+    def get(self, request: Request, slug: str) -> Response | export.ExportResponse:
         return self.list(request)
 
 
@@ -171,5 +146,5 @@ class ToolCallListView(_AuditListView):
     @_list_schema(
         "Gateway tool calls (metadata only), newest first", serializers.ToolCallSerializer, serializers.ToolCallFilters
     )
-    def get(self, request: Request, slug: str) -> Response | ExportResponse:
+    def get(self, request: Request, slug: str) -> Response | export.ExportResponse:
         return self.list(request)
