@@ -40,7 +40,7 @@ async def test_initialize_answers_gateway_identity_and_mints_a_session(asgi_clie
         session, result = await _initialize(client)
     assert result["protocolVersion"] == "2025-11-25"
     assert result["serverInfo"]["name"] == "mcpnest"
-    assert set(result["capabilities"]) == {"tools", "resources", "prompts"}
+    assert set(result["capabilities"]) == {"tools", "resources", "prompts", "completions"}
     assert all(0x21 <= ord(c) <= 0x7E for c in session)
 
 

@@ -154,7 +154,7 @@ def _server_info(config: WorkspaceConfig) -> dict[str, Any]:
     return {"name": "mcpnest", "title": f"MCPNest gateway: {config.name}", "version": SERVER_VERSION}
 
 
-CAPABILITIES = {"tools": {"listChanged": False}, "resources": {}, "prompts": {}}
+CAPABILITIES = {"tools": {"listChanged": False}, "resources": {}, "prompts": {}, "completions": {}}
 
 
 MODERN_ONLY_RESULT_KEYS = ("resultType", "ttlMs", "cacheScope")
@@ -258,9 +258,49 @@ async def dispatch(caller: Caller, message: dict[str, Any], notify: Notify | Non
         return _finish(caller, {"resourceTemplates": templates}, cacheable=True)
     if method in ("tools/call", "prompts/get", "resources/read"):
         return await _call(caller, message, method, params, notify)
+    if method == "completion/complete":
+        return await _complete(caller, params)
     if method == "logging/setLevel" and not caller.modern:
         return {}
     raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}", status=404)
+
+
+async def _complete(caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+    """Route an argument completion to the upstream that owns the prompt or resource template."""
+    ref = params.get("ref")
+    if not isinstance(ref, dict) or ref.get("type") not in ("ref/prompt", "ref/resource"):
+        raise RpcError(
+            INVALID_PARAMS,
+            'params.ref must be {"type": "ref/prompt", "name": …} or {"type": "ref/resource", "uri": …}.',
+            status=400,
+        )
+    built = await catalog_for(caller.config)
+    if ref["type"] == "ref/prompt":
+        entry = built.prompts.get(ref.get("name"))
+        if entry is None or not visible(caller, entry.server.slug, entry.upstream_name):
+            raise RpcError(INVALID_PARAMS, f"Unknown prompt: {ref.get('name')}", status=404)
+        server, ref = entry.server, {**ref, "name": entry.upstream_name}
+    else:
+        uri = ref.get("uri")
+        template = next((t for t in built.templates if t.exposed == uri), None)
+        server = template.server if template else catalogs.server_for_uri(built, uri) if isinstance(uri, str) else None
+        if server is None or not visible(caller, server.slug, "*"):
+            raise RpcError(INVALID_PARAMS, f"Unknown resource: {uri}", data={"uri": uri}, status=404)
+    forwarded = {k: v for k, v in params.items() if k != "_meta"}
+    forwarded["ref"] = ref
+    try:
+        reply = await upstream_for(server.upstream).request("completion/complete", forwarded, timeout=CALL_TIMEOUT)
+    except UpstreamError as exc:
+        raise RpcError(UPSTREAM_ERROR, f"Upstream server {server.slug} failed: {exc}", status=502) from None
+    if "error" in reply:
+        error = reply["error"] if isinstance(reply["error"], dict) else {}
+        raise RpcError(
+            int(error.get("code", INTERNAL_ERROR)),
+            str(error.get("message", "Upstream error")),
+            data=error.get("data"),
+            status=502,
+        )
+    return _finish(caller, reply.get("result") or {"completion": {"values": []}})
 
 
 async def _call(
