@@ -322,3 +322,46 @@ async def test_legacy_http_sse_upstreams_are_detected_and_work(cast, issue, sess
         assert [e["params"]["progress"] for e in events if e.get("method") == "notifications/progress"] == [1, 2]
         assert events[-1]["result"]["content"][0]["text"] == "done after 2 steps"
     assert (await sync_to_async(rows)(tool_name="add"))[0].server_slug == "old"
+
+
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
+async def test_log_messages_reach_2025_callers_and_only_opted_in_2026_callers(cast, issue, asgi_client, session):
+    # A 2025-only upstream logs unasked, as 2025 servers do.
+    with running(build_server("chatty", chatty=True), legacy_only=True) as old:
+
+        def setup():
+            server_add(access=cast.access(cast.alice), slug="old", url=old.url)
+            return issue(cast.carol)
+
+        token = await sync_to_async(setup)()
+        s = await session(token)
+        legacy = await s.client.post(URL, json=rpc("tools/call", id=50, name="chatty", arguments={}), headers=s.headers)
+
+        def modern_call(meta_extra):
+            meta = {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                **meta_extra,
+            }
+            body = {
+                "jsonrpc": "2.0",
+                "id": 51,
+                "method": "tools/call",
+                "params": {"name": "chatty", "arguments": {}, "_meta": meta},
+            }
+            headers = {**ACCEPT, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "chatty"}
+            return s.client.post(URL, json=body, headers=headers)
+
+        quiet = await modern_call({})
+        opted_in = await modern_call({"io.modelcontextprotocol/logLevel": "info"})
+
+    def logs(response):
+        messages = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+        if not messages:
+            messages = [response.json()]
+        assert messages[-1]["result"]["content"][0]["text"] == "said hello"
+        return [m for m in messages if m.get("method") == "notifications/message"]
+
+    assert [m["params"]["data"] for m in logs(legacy)] == ["chatty says hello"]
+    assert logs(quiet) == []
+    assert [m["params"]["data"] for m in logs(opted_in)] == ["chatty says hello"]

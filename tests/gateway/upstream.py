@@ -4,6 +4,7 @@ served over Streamable HTTP by uvicorn on 127.0.0.1 (a random free port)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
 
-def build_server(name: str = "fixture", *, description_suffix: str = "") -> MCPServer:
+def build_server(name: str = "fixture", *, description_suffix: str = "", chatty: bool = False) -> MCPServer:
     server = MCPServer(name, version="1.0")
 
     @server.tool(description="Echo the text back." + description_suffix)
@@ -32,6 +33,14 @@ def build_server(name: str = "fixture", *, description_suffix: str = "") -> MCPS
             await asyncio.sleep(0.05)
         return f"done after {steps} steps"
 
+    if chatty:
+
+        @server.tool(description="Log a message, then answer.")
+        async def chatty(ctx: Context) -> str:
+            await ctx.info("chatty says hello")
+            await asyncio.sleep(0.05)
+            return "said hello"
+
     @server.tool(description="Always fails.")
     def fail() -> str:
         raise ValueError("this tool always fails")
@@ -47,6 +56,47 @@ def build_server(name: str = "fixture", *, description_suffix: str = "") -> MCPS
     return server
 
 
+def _without_discover(app):
+    """Make the server answer like a 2025-only one (the TypeScript SDK 1.x): no server/discover."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = {}
+        if isinstance(request, dict) and request.get("method") == "server/discover":
+            reply = {
+                "jsonrpc": "2.0",
+                "id": request.get("id"),
+                "error": {"code": -32601, "message": "Method not found"},
+            }
+            payload = json.dumps(reply).encode()
+            await send(
+                {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]}
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return None
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await app(scope, replay, send)
+
+    return wrapped
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,7 +104,9 @@ def _free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, mcp_server: MCPServer, *, json_response: bool = False, sse: bool = False):
+    def __init__(
+        self, mcp_server: MCPServer, *, json_response: bool = False, sse: bool = False, legacy_only: bool = False
+    ):
         self.port = _free_port()
         if sse:  # the 2024-11-05 HTTP+SSE transport
             self.url = f"http://127.0.0.1:{self.port}/sse"
@@ -62,6 +114,8 @@ class RunningServer:
         else:
             self.url = f"http://127.0.0.1:{self.port}/mcp"
             app = mcp_server.streamable_http_app(json_response=json_response)
+            if legacy_only:
+                app = _without_discover(app)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -265,6 +265,14 @@ async def dispatch(caller: Caller, message: dict[str, Any], notify: Notify | Non
     raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}", status=404)
 
 
+def _without_log_messages(notify: Notify) -> Notify:
+    async def relay(notification: dict[str, Any]) -> None:
+        if notification.get("method") != "notifications/message":
+            await notify(notification)
+
+    return relay
+
+
 async def _complete(caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
     """Route an argument completion to the upstream that owns the prompt or resource template."""
     ref = params.get("ref")
@@ -356,6 +364,10 @@ async def _call(
         log_level = meta.get(LOG_LEVEL_META_KEY) if caller.modern else "debug"
         if isinstance(log_level, str):
             forwarded.setdefault("_meta", {})[LOG_LEVEL_META_KEY] = log_level
+        elif notify is not None:
+            # A 2026-07-28 caller that did not opt in must get no log messages, even from a
+            # 2025-era upstream that sends them unasked.
+            notify = _without_log_messages(notify)
         try:
             reply = await upstream_for(server.upstream).request(method, forwarded, timeout=CALL_TIMEOUT, notify=notify)
         except UpstreamError as exc:
