@@ -223,6 +223,41 @@ MCPNEST_INVITATION_DAYS = env_int("MCPNEST_INVITATION_DAYS", 7)
 # How many reverse proxies in front of us append to X-Forwarded-For (0: use REMOTE_ADDR).
 MCPNEST_TRUSTED_PROXY_COUNT = env_int("MCPNEST_TRUSTED_PROXY_COUNT", 0)
 
+# --- Audit chain keys and head export ---------------------------------------------
+# Comma-separated secrets (at least 32 characters each) that key the audit hash chains
+# (HMAC-SHA256). Keep them outside the database: whoever holds only the database then
+# cannot forge a row or a checkpoint. The first key signs new rows; every key verifies
+# (rotate by prepending a new key; drop an old one only once no kept row uses it).
+MCPNEST_AUDIT_KEYS = env_list("MCPNEST_AUDIT_KEYS")
+if not MCPNEST_AUDIT_KEYS and not DEBUG:
+    env_required("MCPNEST_AUDIT_KEYS")
+# Where the periodic signed export of every chain head goes: "log" (the mcpnest.audit.heads
+# logger, for a log shipper) or a file path (append-only JSON lines).
+MCPNEST_AUDIT_HEAD_EXPORT = env_str("MCPNEST_AUDIT_HEAD_EXPORT", "log")
+MCPNEST_AUDIT_HEAD_EXPORT_MINUTES = env_int("MCPNEST_AUDIT_HEAD_EXPORT_MINUTES", 5)
+
+# --- Gateway limits and behaviour under faults (README "Behaviour under faults") --------
+# Every answered call is first appended to this process's spool (a local append-only
+# file) and replayed into the database from there, so a crash or a database outage
+# loses no audit row.
+MCPNEST_SPOOL_DIR = Path(env_str("MCPNEST_SPOOL_DIR", str(VAR_DIR / "spool")))
+MCPNEST_SPOOL_MAX_BYTES = env_int("MCPNEST_SPOOL_MAX_BYTES", 1024 * 1024 * 1024)
+# While the database is down: "serve" (cached tokens, rows wait in the spool while it has
+# room, then 503) or "refuse" (503 at once).
+MCPNEST_GATEWAY_WHEN_DATABASE_DOWN = env_str("MCPNEST_GATEWAY_WHEN_DATABASE_DOWN", "serve")
+MCPNEST_GATEWAY_MAX_BODY_BYTES = env_int("MCPNEST_GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+MCPNEST_GATEWAY_MAX_RESPONSE_BYTES = env_int("MCPNEST_GATEWAY_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
+# Requests one gateway process works on at once; beyond it: 503 + Retry-After.
+MCPNEST_GATEWAY_MAX_IN_FLIGHT = env_int("MCPNEST_GATEWAY_MAX_IN_FLIGHT", 1000)
+# Upstream calls in flight per workspace and per upstream server (per process), and how
+# long a call waits for a free slot before it is refused with 503.
+MCPNEST_GATEWAY_WORKSPACE_CONCURRENCY = env_int("MCPNEST_GATEWAY_WORKSPACE_CONCURRENCY", 64)
+MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY = env_int("MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY", 32)
+MCPNEST_GATEWAY_QUEUE_SECONDS = env_int("MCPNEST_GATEWAY_QUEUE_SECONDS", 5)
+MCPNEST_GATEWAY_UPSTREAM_TIMEOUT = env_int("MCPNEST_GATEWAY_UPSTREAM_TIMEOUT", 60)
+# Requests per minute per client IP before its workspace is known (unknown slugs, floods).
+MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT = env_int("MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT", 600)
+
 # --- Security -------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the portal's forms read nothing from it; kept default for JS-free pages

@@ -10,6 +10,7 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-only-" + "x" * 60)
 # A Fernet key used only by the test suite.
 os.environ.setdefault("MCPNEST_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA=")
+os.environ.setdefault("MCPNEST_AUDIT_KEYS", "test-only-audit-key-" + "a" * 40)
 
 from mcpnest.settings.base import *  # noqa: F403
 
