@@ -20,9 +20,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from apps.gateway.asgi import PATH_PREFIX, GatewayASGIHandler  # noqa: E402
+from apps.gateway.runtime.recorder import recorder  # noqa: E402
 from mcpnest.routing import websocket_urlpatterns  # noqa: E402
 
 gateway_asgi_app = GatewayASGIHandler()
+# Start replaying the audit spool now: rows a crashed process left behind reach the
+# database at start-up, not only after this process's first call.
+recorder.start()
 
 
 async def http_app(scope, receive, send):

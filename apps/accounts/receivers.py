@@ -9,7 +9,7 @@ from django.dispatch import receiver
 
 from apps.audit.events import Action
 from apps.audit.services import audit_event_record
-from apps.core import shared_state
+from apps.core import epochs
 from apps.core.http import client_ip
 
 
@@ -41,9 +41,9 @@ def record_login(sender, request, user, **kwargs) -> None:
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
-def drop_gateway_token_cache(sender, instance, update_fields=None, **kwargs) -> None:
-    # A deactivated person's tokens must stop working on every gateway worker; sign-ins
-    # (which save only last_login) change nothing the gateway caches.
-    if update_fields is not None and set(update_fields) <= {"last_login"}:
+def drop_gateway_token_cache(sender, instance, created=False, update_fields=None, **kwargs) -> None:
+    # A deactivated person's tokens must stop working on every gateway worker; a new user
+    # has no tokens yet, and sign-ins (which save only last_login) change nothing cached.
+    if created or (update_fields is not None and set(update_fields) <= {"last_login"}):
         return
-    shared_state.tokens_changed()
+    epochs.tokens_changed()

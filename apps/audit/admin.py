@@ -3,6 +3,11 @@
 Security reviewers (the "Security reviewers" group, migration 0002) hold only the view
 permissions on these models: they can read, filter and export the trail and nothing else.
 Nobody — superusers included — can add, change or delete a row here; the ORM refuses too.
+
+Tool calls: the status filter tells answered calls (2xx), tool errors (422: the tool
+answered with ``isError: true``), refusals (other 4xx) and failures (5xx) apart; the
+"quarantined" filter lists the rows whose values were cleaned or that could not be stored
+as received (``apps.audit.sanitize``), and the detail page shows their note in full.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import path, reverse
@@ -80,19 +85,68 @@ class ToolFilter(InputFilter):
         return queryset.filter(tool_name=self.text()) if self.text() else queryset
 
 
+TOOL_ERROR = ToolCall.TOOL_ERROR_STATUS
+
+
 class StatusFilter(admin.SimpleListFilter):
-    """Outcome buckets: each is a range over the (status, created_at) index."""
+    """Outcome buckets: each is a range (or one value) over the (status, created_at) index.
+
+    422 is a tool error (the call went through and the tool reported ``isError``): neither
+    a success nor a refusal, so it has its own bucket and "4xx" leaves it out.
+    """
 
     title = "status"
     parameter_name = "status"
-    BUCKETS = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600)}
+    BUCKETS = {
+        "2xx": Q(status__gte=200, status__lt=300),
+        "tool_error": Q(status=TOOL_ERROR),
+        "4xx": Q(status__gte=400, status__lt=TOOL_ERROR) | Q(status__gt=TOOL_ERROR, status__lt=500),
+        "5xx": Q(status__gte=500, status__lt=600),
+        "unknown": Q(status=0),
+    }
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
-        return [("2xx", "Succeeded (2xx)"), ("4xx", "Refused (4xx)"), ("5xx", "Failed (5xx)")]
+        return [
+            ("2xx", "Succeeded (2xx)"),
+            ("tool_error", f"Tool error ({TOOL_ERROR})"),
+            ("4xx", f"Refused (4xx but {TOOL_ERROR})"),
+            ("5xx", "Failed (5xx)"),
+            ("unknown", "Unknown (0)"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset):
-        bounds = self.BUCKETS.get(self.value() or "")
-        return queryset.filter(status__gte=bounds[0], status__lt=bounds[1]) if bounds else queryset
+        condition = self.BUCKETS.get(self.value() or "")
+        return queryset.filter(condition) if condition is not None else queryset
+
+
+def outcome(status: int) -> str:
+    """The status with what it means, as the status filter's buckets name it."""
+    if status == TOOL_ERROR:
+        return f"{status} tool error"
+    if 200 <= status < 300:
+        return f"{status} succeeded"
+    if 400 <= status < 500:
+        return f"{status} refused"
+    if 500 <= status < 600:
+        return f"{status} failed"
+    return f"{status} unknown"
+
+
+class QuarantineFilter(admin.SimpleListFilter):
+    """Rows with a quarantine note (cleaned values, or not storable as received)."""
+
+    title = "quarantined"
+    parameter_name = "quarantined"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(quarantine="")  # the partial index toolcall_quarantined
+        if self.value() == "no":
+            return queryset.filter(quarantine="")
+        return queryset
 
 
 # --- Shared read-only behaviour ------------------------------------------------------
@@ -111,6 +165,54 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    # Django links a read-only foreign key to its admin page without asking whether the user
+    # may open it: a security reviewer on an audit row would follow "workspace" or "chain"
+    # into a 403. Those show as plain text to users who cannot view the target.
+    LINKED_FIELDS = ("workspace", "chain")
+
+    def _unlinked(self, request: HttpRequest) -> set[str]:
+        names = set()
+        for name in self.LINKED_FIELDS:
+            try:
+                field = self.model._meta.get_field(name)
+            except FieldDoesNotExist:
+                continue
+            target_admin = self.admin_site._registry.get(field.related_model)
+            if target_admin is not None and not target_admin.has_view_permission(request):
+                names.add(name)
+        return names
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        unlinked, seen = self._unlinked(request), set()
+
+        def swap(names):
+            out = []
+            for name in names:
+                if isinstance(name, list | tuple):
+                    out.append(swap(name))
+                    continue
+                name = f"{name}_text" if name in unlinked else name
+                if name not in seen:
+                    seen.add(name)
+                    out.append(name)
+            return tuple(out)
+
+        return [
+            (title, {**opts, "fields": swap(opts["fields"])}) for title, opts in super().get_fieldsets(request, obj)
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        unlinked = sorted(self._unlinked(request))
+        return (*super().get_readonly_fields(request, obj), *(f"{name}_text" for name in unlinked))
+
+    @admin.display(description="workspace")
+    def workspace_text(self, obj) -> str:
+        return str(obj.workspace) if obj.workspace_id else "-"
+
+    @admin.display(description="chain")
+    def chain_text(self, obj) -> str:
+        return str(obj.chain)
 
 
 # A whole secret (mng_/mnk_/mni_ + 48 hex) pasted into the search box must not reach the trail.
@@ -138,7 +240,7 @@ class ChainedRecordAdmin(ReadOnlyAdmin):
     list_select_related = ("workspace",)
     # Only the indexed order: sorting a large table by another column means a full sort.
     sortable_by = ("created_at",)
-    chain_fields = ("chain", "seq", "prev_hash_display", "row_hash_display", "integrity")
+    chain_fields = ("chain", "seq", "key_id", "prev_hash_display", "row_hash_display", "integrity")
 
     def get_changelist(self, request: HttpRequest, **kwargs) -> type[ChangeList]:
         return RangeDateHierarchyChangeList
@@ -159,7 +261,13 @@ class ChainedRecordAdmin(ReadOnlyAdmin):
 
         (``manage.py audit_verify`` walks whole chains.)
         """
-        contents_ok = audit_chain.row_hash(obj.prev_hash, obj) == obj.row_hash
+        try:
+            contents_ok = audit_chain.row_hash(obj.prev_hash, obj) == obj.row_hash
+        except audit_chain.UnknownAuditKey:
+            return format_html(
+                "<strong>BROKEN</strong>: signed with a key not in MCPNEST_AUDIT_KEYS (key id {}).",
+                obj.key_id or "none",
+            )
         if obj.seq == 1:
             expected_prev: str | None = GENESIS_HASH
         else:
@@ -268,9 +376,10 @@ class ToolCallAdmin(ChainedRecordAdmin):
         "server_slug",
         "tool_name",
         "method",
-        "status",
+        "outcome",
         "latency_ms",
         "shadow_blocked",
+        "quarantined",
     )
     list_filter = (
         ("workspace", admin.RelatedFieldListFilter),  # lists the (few) Workspace rows
@@ -279,13 +388,14 @@ class ToolCallAdmin(ChainedRecordAdmin):
         ToolFilter,
         StatusFilter,
         "shadow_blocked",
+        QuarantineFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     # Searched exactly, case and all (see get_search_results); member, server and tool have
     # their own filters, which use the indexes.
     search_fields = ("request_id", "session_id", "token_prefix", "client_ip")
     search_help_text = "An exact JSON-RPC request id, MCP session id, token prefix or client IP."
-    readonly_fields = ("member_account", *ChainedRecordAdmin.chain_fields)
+    readonly_fields = ("member_account", "outcome", "quarantine_display", *ChainedRecordAdmin.chain_fields)
     fieldsets = (
         (
             "Call",
@@ -297,15 +407,31 @@ class ToolCallAdmin(ChainedRecordAdmin):
                     "token_prefix",
                     ("server_slug", "tool_name"),
                     "method",
-                    ("status", "error_code"),
+                    ("outcome", "error_code"),
                     "latency_ms",
                     "shadow_blocked",
                 )
             },
         ),
         ("Client", {"fields": ("client_ip", ("client_name", "client_version"), "session_id", "request_id")}),
-        ("Hash chain", {"fields": ChainedRecordAdmin.chain_fields}),
+        ("Quarantine", {"fields": ("quarantine_display",)}),
+        ("Hash chain", {"fields": ("record_id", *ChainedRecordAdmin.chain_fields)}),
     )
+
+    @admin.display(description="status", ordering="status")
+    def outcome(self, obj: ToolCall) -> str:
+        return outcome(obj.status)
+
+    @admin.display(description="quarantined", boolean=True)
+    def quarantined(self, obj: ToolCall) -> bool:
+        return bool(obj.quarantine)
+
+    @admin.display(description="quarantine note")
+    def quarantine_display(self, obj: ToolCall) -> str:
+        if not obj.quarantine:
+            return "None: stored exactly as received."
+        style = "margin: 0; white-space: pre-wrap; word-break: break-all"
+        return format_html('<pre style="{}">{}</pre>', style, obj.quarantine)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         # Django's search would split the term into words and compare UPPER(column) with
@@ -369,7 +495,12 @@ class AuditChainAdmin(ReadOnlyAdmin):
 class AuditCheckpointAdmin(ReadOnlyAdmin):
     """Where retention cut a chain: verification starts from the newest checkpoint."""
 
-    list_display = ("created_at", "chain", "seq", "deleted_rows", "row_hash")
+    list_display = ("created_at", "chain", "seq", "deleted_rows", "row_hash", "signature")
     list_select_related = ("chain",)
     list_filter = ("chain__stream",)
     search_fields = ("chain__workspace__slug",)
+
+    @admin.display(description="signature")
+    def signature(self, obj: AuditCheckpoint) -> str:
+        problem = audit_chain.checkpoint_problem(obj)
+        return f"BROKEN: {problem}" if problem else f"OK (key {obj.key_id})"

@@ -2,6 +2,11 @@
 
 Used by the admin, the REST API and ``manage.py audit_export``: rows are read with
 ``.iterator()`` and written one at a time, never built in memory.
+
+Each exported row holds exactly the values its MAC covers (``key_id`` included), so an
+auditor who is given the audit key can recompute every ``row_hash`` offline:
+HMAC-SHA256(key, prev_hash + "\n" + canonical JSON of the row without id, type,
+prev_hash and row_hash). Without the key they can still check the links.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from apps.audit.models import AuditEvent, ChainedRecord, ToolCall
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
-_CHAIN_COLUMNS = ["id", "chain", "seq", "prev_hash", "row_hash", "workspace", "created_at"]
+_CHAIN_COLUMNS = ["id", "chain", "seq", "prev_hash", "row_hash", "key_id", "workspace", "created_at"]
 COLUMNS: dict[type[ChainedRecord], list[str]] = {
     AuditEvent: [*_CHAIN_COLUMNS, *AuditEvent.HASHED_FIELDS],
     ToolCall: [*_CHAIN_COLUMNS, *ToolCall.HASHED_FIELDS],

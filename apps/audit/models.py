@@ -6,9 +6,11 @@ Two record types, each in its own chain per workspace:
 * ``ToolCall`` — one row per gateway call: metadata only, never arguments or results.
 
 Every row carries ``seq`` (its position in the chain), ``prev_hash`` (the previous row's
-hash) and ``row_hash`` = SHA-256 over ``prev_hash`` and a canonical JSON serialisation of
-its fields. ``AuditChain`` holds each chain's head; writers lock it, so two writers can
-never fork a chain, and ``(chain, seq)`` is unique as a second line of defence.
+hash), ``key_id`` (which audit key signed it) and ``row_hash`` = HMAC-SHA256 under that key
+over ``prev_hash`` and a canonical JSON serialisation of its fields (``apps.audit.chain``
+says what the key protects against, and what it does not). ``AuditChain`` holds each
+chain's head; writers lock it, so two writers can never fork a chain, and ``(chain, seq)``
+is unique as a second line of defence.
 
 The ORM refuses to update or delete audit rows. References to users and workspaces are
 kept without database constraints and are never cascaded or nulled: history stays as it
@@ -94,7 +96,9 @@ class AuditCheckpoint(AppendOnlyModel):
     """Left by retention: rows up to ``seq`` were deleted; row ``seq`` had ``row_hash``.
 
     Verification starts from the newest checkpoint, so the remaining chain still proves
-    that nothing after it was altered.
+    that nothing after it was altered. ``mac`` (HMAC-SHA256 under the audit key ``key_id``
+    over ``signed_values()``) makes a checkpoint unforgeable by someone holding only the
+    database: otherwise a fake one could excuse any deleted prefix of the chain.
     """
 
     chain = models.ForeignKey(AuditChain, on_delete=models.PROTECT, related_name="checkpoints")
@@ -102,6 +106,8 @@ class AuditCheckpoint(AppendOnlyModel):
     row_hash = models.CharField(max_length=64)
     deleted_rows = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+    key_id = models.CharField("key id", max_length=16, blank=True)
+    mac = models.CharField("MAC", max_length=64, blank=True)
 
     class Meta:
         ordering = ["chain", "-seq"]
@@ -109,6 +115,19 @@ class AuditCheckpoint(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"checkpoint {self.chain} @ {self.seq}"
+
+    def signed_values(self) -> dict[str, Any]:
+        """What ``mac`` covers (the chain row is loaded if it is not already)."""
+        return {
+            "chain": self.chain_id,
+            "workspace": self.chain.workspace_id,
+            "stream": self.chain.stream,
+            "seq": self.seq,
+            "row_hash": self.row_hash,
+            "deleted_rows": self.deleted_rows,
+            "created_at": self.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "key_id": self.key_id,
+        }
 
 
 class ChainedRecord(AppendOnlyModel):
@@ -122,6 +141,7 @@ class ChainedRecord(AppendOnlyModel):
     seq = models.BigIntegerField()
     prev_hash = models.CharField(max_length=64)
     row_hash = models.CharField(max_length=64)
+    key_id = models.CharField("key id", max_length=16, blank=True, help_text="The audit key that signed this row.")
     workspace = _no_constraint_fk("workspaces.Workspace", null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -132,6 +152,7 @@ class ChainedRecord(AppendOnlyModel):
         values: dict[str, Any] = {
             "chain": self.chain_id,
             "seq": self.seq,
+            "key_id": self.key_id,
             "workspace": self.workspace_id,
             "created_at": self.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         }
@@ -180,7 +201,21 @@ class AuditEvent(ChainedRecord):
 
 
 class ToolCall(ChainedRecord):
-    """One gateway call. Metadata only: never the arguments or the result."""
+    """One gateway call. Metadata only: never the arguments or the result.
+
+    ``status`` is HTTP-style: 2xx answered, 422 answered with a tool error (a result with
+    ``isError: true``), other 4xx refused (auth, allowlist, pin, rate limit), 5xx failed,
+    0 unknown (the recorded value was not a status; ``quarantine`` says what it was).
+
+    ``record_id`` is the gateway's id for the call (32 lowercase hex): replaying the spool
+    writes a call once. ``quarantine`` is blank for a row stored exactly as received;
+    otherwise it tells a reviewer what was cleaned ("cleaned: …") or why the call could
+    not be stored as a normal row ("quarantined: …", method "(quarantined)"), with the
+    original values (see ``apps.audit.sanitize``).
+    """
+
+    QUARANTINED_METHOD = "(quarantined)"
+    TOOL_ERROR_STATUS = 422
 
     STREAM = AuditChain.Stream.CALLS
     HASHED_FIELDS = (
@@ -199,6 +234,8 @@ class ToolCall(ChainedRecord):
         "session_id",
         "request_id",
         "shadow_blocked",
+        "record_id",
+        "quarantine",
     )
 
     member = _no_constraint_fk(settings.AUTH_USER_MODEL, null=True, blank=True)
@@ -207,7 +244,9 @@ class ToolCall(ChainedRecord):
     server_slug = models.CharField("server", max_length=64, blank=True)
     tool_name = models.CharField("tool", max_length=200, blank=True)
     method = models.CharField("JSON-RPC method", max_length=64)
-    status = models.PositiveSmallIntegerField(help_text="HTTP-style outcome: 200, 4xx, 5xx.")
+    status = models.PositiveSmallIntegerField(
+        help_text="HTTP-style outcome: 2xx answered, 422 tool error, other 4xx refused, 5xx failed, 0 unknown."
+    )
     error_code = models.IntegerField("JSON-RPC error", null=True, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     client_ip = models.CharField("client IP", max_length=45, blank=True)
@@ -217,6 +256,12 @@ class ToolCall(ChainedRecord):
     request_id = models.CharField("JSON-RPC id", max_length=100, blank=True)
     shadow_blocked = models.BooleanField(
         default=False, help_text="Allowed in shadow mode, but enforcement would have blocked it."
+    )
+    record_id = models.CharField("record id", max_length=32, null=True, blank=True, unique=True)
+    quarantine = models.TextField(
+        blank=True,
+        default="",
+        help_text="Blank when stored as received; otherwise what was cleaned, or why quarantined.",
     )
 
     class Meta:
@@ -234,6 +279,8 @@ class ToolCall(ChainedRecord):
             models.Index(fields=["token_prefix", "-created_at"], name="toolcall_token_time"),
             models.Index(fields=["session_id"], name="toolcall_session"),
             models.Index(fields=["request_id"], name="toolcall_request"),
+            # The few rows a reviewer must look at (admin filter "quarantined: yes").
+            models.Index(fields=["-created_at"], condition=~models.Q(quarantine=""), name="toolcall_quarantined"),
         ]
 
     def __str__(self) -> str:

@@ -1,22 +1,34 @@
-"""Writes to the audit trail. Everything else calls these; nothing writes audit rows directly."""
+"""Writes to the audit trail. Everything else calls these; nothing writes audit rows directly.
+
+Hostile input never costs a row (``tool_calls_record``): values are cleaned before they
+are written (``apps.audit.sanitize``), a row the database still refuses is found by
+splitting the batch and written as a quarantine row, and when the database itself does
+not answer the caller gets ``AuditUnavailable`` and retries the same dicts later (rows
+already committed are skipped by ``record_id``).
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from datetime import timedelta
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from apps.audit import chain
+from apps.audit import chain, heads, sanitize
 from apps.audit.events import Action
-from apps.audit.models import AuditChain, AuditCheckpoint, AuditEvent, ChainedRecord, ToolCall
+from apps.audit.models import AuditChain, AuditEvent, ChainedRecord, ToolCall
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
     from apps.workspaces.models import Workspace
+
+logger = logging.getLogger(__name__)
 
 # Metadata keys whose values are never written, whatever a caller passes.
 _SECRET_WORDS = ("token", "secret", "password", "key", "authorization", "header", "digest", "credential")
@@ -60,34 +72,109 @@ def audit_event_record(
     metadata: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> AuditEvent:
-    """Append one governance event. Call it inside the transaction of the change it records."""
+    """Append one governance event. Call it inside the transaction of the change it records.
+
+    Text (names typed by users, upstream servers' answers) may hold anything: NUL and
+    lone surrogates are cleaned from every string, metadata included (PostgreSQL refuses
+    NUL in text and in jsonb), and each column is cut to its length.
+    """
+
+    def text(value: Any, max_length: int) -> str:
+        return sanitize.clean_text(str(value), max_length)[0]
+
     event = AuditEvent(
         workspace=workspace,
         actor=actor if actor is not None and actor.pk else None,
-        actor_repr=(actor.email if actor is not None and actor.pk else "")[:254],
+        actor_repr=text(actor.email if actor is not None and actor.pk else "", 254),
         action=Action(action).value,
-        target_type=target_type,
-        target_id=str(target_id)[:64] if target_id not in (None, "") else "",
-        target_repr=str(target_repr)[:254],
-        metadata=mask_secrets(metadata or {}),
+        target_type=text(target_type, 40),
+        target_id=text(target_id, 64) if target_id not in (None, "") else "",
+        target_repr=text(target_repr, 254),
+        metadata=sanitize.clean_json(mask_secrets(metadata or {})),
         ip=_clean_ip(ip),
     )
     chain.append([event])
     return event
 
 
-def tool_calls_record(calls: Iterable[dict[str, Any]]) -> int:
-    """Append gateway call records in batches (one transaction per workspace).
+class AuditUnavailable(Exception):
+    """The database did not take the rows: it is down, or locked, or timed out.
 
-    Each dict holds ToolCall field values (``workspace_id``, ``member_id``, ``tool_name``…).
+    Nothing of the failing workspace's batch was written (other workspaces' batches in the
+    same call may have been). Call ``tool_calls_record`` again later with the same dicts:
+    rows already written are skipped by their ``record_id``.
     """
-    records = []
+
+
+# Errors about the database, not about a row: connection lost, locked, timed out,
+# deadlocked. Splitting the batch would only quarantine good rows, so the caller retries.
+_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def _database_answers() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:  # any failure means "not answering"
+        return False
+    return True
+
+
+def _write_isolating(pairs: Sequence[tuple[ToolCall, Any]]) -> int:
+    """Append ``pairs`` (records of one workspace, with the dicts they came from).
+
+    If the database refuses the batch but still answers, the batch is split in halves
+    until the refused row is alone; it is then written as a quarantine row instead. So
+    one bad row costs ~2·log2(n) extra short transactions, never the other rows.
+    """
+    records = [record for record, _ in pairs]
+    try:
+        return len(chain.append(records))
+    except _UNAVAILABLE as exc:
+        raise AuditUnavailable(f"the audit database did not take {len(records)} tool calls: {exc}") from exc
+    except Exception as exc:  # a refused row: DataError, IntegrityError, ValueError…
+        if not _database_answers():
+            raise AuditUnavailable(f"the audit database did not take {len(records)} tool calls: {exc}") from exc
+        failure = exc
+    for record in records:  # a failed bulk_create may have left ids behind
+        record.pk = None
+        record._state.adding = True
+    if len(pairs) > 1:
+        middle = len(pairs) // 2
+        return _write_isolating(pairs[:middle]) + _write_isolating(pairs[middle:])
+    record, values = pairs[0]
+    reason = f"the database refused the row: {type(failure).__name__}: {failure}"
+    try:
+        if record.record_id and ToolCall.objects.filter(record_id=record.record_id).exists():
+            return 0  # a concurrent replay wrote it first
+        logger.warning("quarantining a tool call: %s", reason)
+        return len(chain.append([sanitize.quarantine_row(values, reason)]))
+    except _UNAVAILABLE as exc:
+        raise AuditUnavailable(f"the audit database did not take a quarantine row: {exc}") from exc
+
+
+def tool_calls_record(calls: Iterable[Mapping[str, Any]]) -> int:
+    """Append gateway call records, one transaction per workspace; the number of rows written.
+
+    Each dict holds ToolCall field values (``workspace_id``, ``member_id``, ``tool_name``…),
+    ``record_id`` (32 lowercase hex, the gateway's id for the call) and ``created_at``
+    (a datetime or an ISO 8601 string; naive means UTC). Guarantees:
+
+    * every dict becomes a row: values are cleaned and bounded first, and a dict that
+      cannot be a ToolCall, or that the database refuses anyway, becomes a quarantine row
+      in the same chain (``apps.audit.sanitize`` documents both); the chain stays whole;
+    * idempotent: a dict whose ``record_id`` is already written is skipped, checked under
+      the chain-head lock (``chain.append``), so a replayed spool writes nothing twice;
+    * raises ``AuditUnavailable`` (from the ``OperationalError`` / ``InterfaceError``)
+      when the database is down, locked or timed out, or stops answering while a refused
+      row is being isolated. Nothing is lost: call again later with the same dicts.
+    """
+    groups: dict[int | None, list[tuple[ToolCall, Any]]] = {}
     for values in calls:
-        values = dict(values)
-        values["client_ip"] = _clean_ip(values.get("client_ip"))
-        records.append(ToolCall(**values))
-    chain.append_many(records)
-    return len(records)
+        record = sanitize.tool_call_from_dict(values)
+        groups.setdefault(record.workspace_id, []).append((record, values))
+    return sum(_write_isolating(pairs) for pairs in groups.values())
 
 
 def _retention_delete(model: type[ChainedRecord], chain_obj: AuditChain, up_to_seq: int) -> int:
@@ -114,7 +201,7 @@ def retention_apply(*, workspace: Workspace, now=None) -> int:
             if last_old is None:
                 continue
             deleted = _retention_delete(model, locked, last_old["seq"])
-            AuditCheckpoint.objects.create(
+            chain.checkpoint_create(
                 chain=locked, seq=last_old["seq"], row_hash=last_old["row_hash"], deleted_rows=deleted
             )
             deleted_total += deleted
@@ -129,3 +216,32 @@ def retention_apply(*, workspace: Workspace, now=None) -> int:
             metadata={"deleted_rows": deleted_total, "retention_days": workspace.audit_retention_days},
         )
     return deleted_total
+
+
+def audit_heads_export(*, sink: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Write every chain's signed head to ``sink`` (default ``MCPNEST_AUDIT_HEAD_EXPORT``).
+
+    ``"log"``: one INFO line per head on the ``mcpnest.audit.heads`` logger (for a log
+    shipper); anything else is a file path the JSON lines are appended to. Keep the
+    heads where the database's administrators cannot write: ``audit_verify --heads``
+    then detects rows cut off the end of a chain with its head rolled back.
+    """
+    sink = sink or settings.MCPNEST_AUDIT_HEAD_EXPORT
+    lines = heads.signed_heads(now=now)
+    text = [heads.dumps(line) for line in lines]
+    if sink == "log":
+        head_logger = logging.getLogger(heads.LOGGER)
+        if head_logger.level == logging.NOTSET:
+            head_logger.setLevel(logging.INFO)  # evidence, not chatter: not silenced by LOG_LEVEL
+        for line in text:
+            head_logger.info(line)
+    elif text:
+        data = "".join(f"{line}\n" for line in text).encode()
+        fd = os.open(sink, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return lines

@@ -2,7 +2,8 @@
 
 Upstream credentials are never shown: the admin lists only the names of the headers a
 server sends. Writes go through the gateway services (approve, disable, re-approve a
-tool), so they are permission-checked and audited like everywhere else.
+tool; a server's URL, timeout and concurrency limit), so they are permission-checked and
+audited like everywhere else.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from apps.core.admin import ReadOnlyMixin, act_in_workspaces
+from apps.core.admin import ReadOnlyMixin, ServiceAdminMixin, act_in_workspaces
+from apps.core.http import client_ip
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
-from apps.gateway.services import pin_approve, server_approve, server_set_enabled
+from apps.gateway.services import pin_approve, server_approve, server_set_enabled, server_update
+from apps.rbac.access import access_for
 from apps.rbac.roles import Capability
 
 
@@ -25,7 +29,10 @@ class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(UpstreamServer)
-class UpstreamServerAdmin(ReadOnlyAdmin):
+class UpstreamServerAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Servers are added in the portal or with ``manage.py addserver``; here an operator
+    changes a server's URL, timeout and concurrency limit (``server_update``)."""
+
     list_display = ("slug", "workspace", "url", "prefix", "status", "enabled", "health_ok", "health_checked_at")
     list_select_related = ("workspace",)
     list_filter = ("status", "enabled", "health_ok", ("workspace", admin.RelatedFieldListFilter))
@@ -37,6 +44,8 @@ class UpstreamServerAdmin(ReadOnlyAdmin):
         "transport",
         "prefix",
         "position",
+        "timeout_seconds",
+        "max_concurrency",
         "upstream_header_names",
         "enabled",
         "status",
@@ -48,12 +57,31 @@ class UpstreamServerAdmin(ReadOnlyAdmin):
         "health_ok",
         "health_detail",
     )
-    readonly_fields = fields
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    # Everything else is read-only here; these three change through server_update.
+    readonly_fields = tuple(name for name in fields if name not in ("url", "timeout_seconds", "max_concurrency"))
     actions = ("approve", "disable", "enable")
 
     @admin.display(description="upstream headers (values hidden)")
     def upstream_header_names(self, obj: UpstreamServer) -> str:
         return ", ".join(obj.header_names) or "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UpstreamServer | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: UpstreamServer, form, change: bool) -> None:
+        # The same RBAC gate and audit as the portal: a superuser who is not a member acts as Owner.
+        server_update(
+            access=access_for(user=request.user, workspace=obj.workspace),
+            server=obj,
+            url=form.cleaned_data["url"],
+            timeout_seconds=form.cleaned_data["timeout_seconds"],
+            max_concurrency=form.cleaned_data["max_concurrency"],
+            ip=client_ip(request),
+        )
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("gateway.change_upstreamserver")

@@ -11,6 +11,11 @@ thread-sensitive ``sync_to_async`` inside a per-request ``ThreadSensitiveContext
 thread started and joined for every request. Their receivers reset and close the database
 connections of the request's thread, and the gateway never queries on that thread: its
 ORM work runs in pool threads that close their own connections (``runtime.state.db_job``).
+
+It also bounds what one process takes on: a body over ``MCPNEST_GATEWAY_MAX_BODY_BYTES``
+is refused with 413 before it is read (by its Content-Length, or as soon as a chunked body
+passes the limit), and beyond ``MCPNEST_GATEWAY_MAX_IN_FLIGHT`` requests at once the next
+one gets 503 with ``Retry-After`` instead of queueing without end.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import sys
+import tempfile
+import time
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
@@ -44,7 +53,84 @@ def _memoize_twisted_content_type() -> None:
 _memoize_twisted_content_type()
 
 
+def _refuse_large_bodies_in_daphne() -> None:
+    """Daphne reads a whole request body, and queues all of it for the application, before
+    the application sees the request: a 100 MB upload would cost 100 MB of memory before
+    ``GatewayASGIHandler`` could refuse it. So under daphne a gateway request whose body
+    passes ``MCPNEST_GATEWAY_MAX_BODY_BYTES`` (by its Content-Length, or while a chunked body
+    arrives) is answered 413 by daphne's request object itself, and the rest of its body is
+    read and thrown away, never stored."""
+    http_protocol = sys.modules.get("daphne.http_protocol")  # loaded by daphne before the application
+    if http_protocol is None or getattr(http_protocol.WebRequest, "_mcpnest_body_limit", False):
+        return
+    request_class = http_protocol.WebRequest
+    got_length, handle_chunk, process = (
+        request_class.gotLength,
+        request_class.handleContentChunk,
+        request_class.process,
+    )
+
+    def is_gateway(request) -> bool:
+        path = getattr(request.channel, "_path", b"") or b""
+        return path.startswith(PATH_PREFIX.encode())
+
+    def refuse(request) -> None:
+        request._mcpnest_too_large = True
+        request.content = io.BytesIO()  # drop whatever was kept
+
+    def gotLength(self, length):  # Twisted's names
+        self._mcpnest_received = 0
+        self._mcpnest_too_large = False
+        self._mcpnest_limited = is_gateway(self)
+        if self._mcpnest_limited and length is not None and length > settings.MCPNEST_GATEWAY_MAX_BODY_BYTES:
+            refuse(self)
+            return
+        got_length(self, length)
+
+    def handleContentChunk(self, data):
+        if getattr(self, "_mcpnest_too_large", False):
+            return
+        if getattr(self, "_mcpnest_limited", False):
+            self._mcpnest_received += len(data)
+            if self._mcpnest_received > settings.MCPNEST_GATEWAY_MAX_BODY_BYTES:
+                refuse(self)
+                return
+        handle_chunk(self, data)
+
+    def process_limited(self):
+        if not getattr(self, "_mcpnest_too_large", False):
+            return process(self)
+        from apps.gateway import views
+
+        response = views.body_too_large(settings.MCPNEST_GATEWAY_MAX_BODY_BYTES)
+        self.request_start = time.time()
+        self.client_addr = None
+        self.handle_reply(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(b"Content-Type", b"application/json")],
+            }
+        )
+        self.handle_reply({"type": "http.response.body", "body": response.content})
+        return None
+
+    request_class.gotLength = gotLength
+    request_class.handleContentChunk = handleContentChunk
+    request_class.process = process_limited
+    request_class._mcpnest_body_limit = True
+
+
+_refuse_large_bodies_in_daphne()
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class GatewayASGIHandler(ASGIHandler):
+    in_flight = 0  # requests this process is working on
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []
@@ -58,10 +144,52 @@ class GatewayASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send) -> None:
-        """ASGIHandler.handle without the signals (see the module docstring)."""
+        """ASGIHandler.handle without the signals (see the module docstring), with limits."""
+        from apps.gateway import views
+
+        limit = settings.MCPNEST_GATEWAY_MAX_BODY_BYTES
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self.send_response(views.body_too_large(limit), send)
+            return
+        if GatewayASGIHandler.in_flight >= settings.MCPNEST_GATEWAY_MAX_IN_FLIGHT:
+            await self.send_response(views.overloaded(), send)
+            return
+        GatewayASGIHandler.in_flight += 1
         try:
-            body_file = await self.read_body(receive)
+            await self._handle(scope, receive, send, limit)
+        finally:
+            GatewayASGIHandler.in_flight -= 1
+
+    async def _read_limited(self, receive, limit: int):
+        # Closed by the request when it is done, as Django's own read_body does.
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                body_file.close()
+                raise _TooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+    async def _handle(self, scope, receive, send, limit) -> None:
+        from apps.gateway import views
+
+        try:
+            body_file = await self._read_limited(receive, limit)
         except RequestAborted:
+            return
+        except _TooLarge:
+            await self.send_response(views.body_too_large(limit), send)
             return
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -23,7 +23,9 @@ class UpstreamServer(models.Model):
     """An MCP server behind a workspace's gateway.
 
     Upstream credentials (``headers``) are encrypted at rest with MCPNEST_ENCRYPTION_KEYS and
-    never shown again once saved. Only approved, enabled servers are reached by the gateway.
+    never shown again once saved; the URL carries none (``services.server_url_check``). Only
+    approved, enabled servers are reached by the gateway, each call within the server's
+    ``timeout_seconds`` and ``max_concurrency`` (empty: the gateway's defaults).
     """
 
     class Transport(models.TextChoices):
@@ -55,6 +57,21 @@ class UpstreamServer(models.Model):
     health_checked_at = models.DateTimeField(null=True, blank=True)
     health_ok = models.BooleanField(null=True, blank=True)
     health_detail = models.CharField(max_length=300, blank=True)
+    timeout_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="How long a call may wait on this server, in seconds. Empty: MCPNEST_GATEWAY_UPSTREAM_TIMEOUT.",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text=(
+            "Calls to this server in flight at once, per gateway process; more wait briefly, then are refused "
+            "as busy. Empty: MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY."
+        ),
+    )
 
     class Meta:
         ordering = ["workspace", "position", "slug"]

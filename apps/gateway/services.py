@@ -6,7 +6,9 @@ snapshot within a second.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from apps.audit.events import Action
 from apps.audit.services import audit_event_record
-from apps.core import shared_state as shared
+from apps.core import epochs
 from apps.core.errors import RuleViolation
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
 from apps.rbac.roles import Capability
@@ -30,7 +32,7 @@ def _actor(access: Access) -> User | None:
     return access.user if access.user.pk else None
 
 
-config_changed = shared.workspace_changed
+config_changed = epochs.workspace_changed
 
 
 def _audit(server: UpstreamServer, actor: User | None, action: Action, ip: str | None = None, **metadata) -> None:
@@ -56,6 +58,79 @@ def parse_header(value: str) -> tuple[str, str]:
 
 # --- upstream servers --------------------------------------------------------------------
 
+# Query parameters that carry a credential, by name (compared without case, "-", "_" or
+# "."): these exact names, names containing one of the parts, or ending with a suffix.
+SECRET_PARAMS = frozenset(
+    {"key", "token", "secret", "password", "passwd", "pwd", "pass", "auth", "authorization", "sig", "jwt", "bearer"}
+)
+SECRET_PARAM_PARTS = ("token", "secret", "passw", "apikey", "signature", "credential", "privatekey", "accesskey")
+SECRET_PARAM_SUFFIXES = ("key", "sig", "auth", "pwd")
+
+
+def _secret_param(name: str) -> bool:
+    word = re.sub(r"[^a-z0-9]", "", name.lower())
+    if not word:
+        return False
+    return word in SECRET_PARAMS or word.endswith(SECRET_PARAM_SUFFIXES) or any(p in word for p in SECRET_PARAM_PARTS)
+
+
+def _url_secrets(url: str) -> tuple[bool, list[str]]:
+    """Whether ``url`` has a user name or password, and the names of its secret-looking parameters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False, []  # not a URL at all: the field's own validation says so
+    names = [
+        name
+        for query in (parts.query, parts.fragment)
+        for name, value in parse_qsl(query, keep_blank_values=True)
+        if value and _secret_param(name)
+    ]
+    return "@" in parts.netloc, list(dict.fromkeys(names))
+
+
+def server_url_check(url: str) -> None:
+    """Refuse an upstream URL that carries credentials (``user:pass@``, ``?api_key=…``).
+
+    URLs are shown in the portal, the admin and the audit trail, and logged by proxies on
+    the way; credentials belong in the server's headers, encrypted at rest. The message
+    names what to remove, never the secret itself. Every way of adding or changing a
+    server calls this (``server_add``, ``server_update``).
+    """
+    userinfo, names = _url_secrets(url or "")
+    if not userinfo and not names:
+        return
+    remove = [f"{name[:40]}=…" for name in names]
+    if userinfo:
+        remove.insert(0, "the user name and password before “@”")
+    header = "Authorization: Basic …" if userinfo and not names else "Authorization: Bearer …"
+    raise ValidationError(
+        {
+            "url": (
+                "Put credentials in the server's headers (encrypted at rest), not in its URL: "
+                f"remove {' and '.join(remove)} and add a header such as {header} "
+                "(or the one the server documents, e.g. X-API-Key: …)."
+            )
+        }
+    )
+
+
+def url_without_credentials(url: str) -> str:
+    """``url`` with its user name, password and secret-looking parameters taken out (to show it back)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    netloc = parts.netloc.rpartition("@")[2]
+
+    def keep(query: str) -> str:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if not any(value and _secret_param(name) for name, value in pairs):
+            return query
+        return urlencode([(name, "" if _secret_param(name) else value) for name, value in pairs])
+
+    return parts._replace(netloc=netloc, query=keep(parts.query), fragment=keep(parts.fragment)).geturl()
+
 
 def server_add(
     *,
@@ -65,12 +140,19 @@ def server_add(
     prefix: str = "",
     headers: dict[str, str] | None = None,
     position: int | None = None,
+    timeout_seconds: int | None = None,
+    max_concurrency: int | None = None,
     ip: str | None = None,
 ) -> UpstreamServer:
-    """Add an upstream. Owners and Admins add it approved (pins recorded); a Member's waits."""
+    """Add an upstream. Owners and Admins add it approved (pins recorded); a Member's waits.
+
+    ``timeout_seconds`` and ``max_concurrency`` bound each call to it; None means the
+    gateway's defaults (MCPNEST_GATEWAY_UPSTREAM_TIMEOUT, MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY).
+    """
     can_manage = access.can(Capability.MANAGE_SERVERS)
     if not can_manage:
         access.require(Capability.REQUEST_SERVER)
+    server_url_check(url)
     workspace = access.workspace
     if position is None:
         last = UpstreamServer.objects.filter(workspace=workspace).order_by("-position").first()
@@ -81,6 +163,8 @@ def server_add(
         url=(url or "").strip(),
         prefix=(prefix or "").strip(),
         position=position,
+        timeout_seconds=timeout_seconds,
+        max_concurrency=max_concurrency,
         requested_by=_actor(access),
     )
     server.set_headers(headers or {})
@@ -97,12 +181,50 @@ def server_add(
                 url=server.url,
                 prefix=server.prefix,
                 header_names=sorted((headers or {}).keys()),
+                **{
+                    name: value
+                    for name, value in (("timeout_seconds", timeout_seconds), ("max_concurrency", max_concurrency))
+                    if value is not None
+                },
             )
     except IntegrityError:
         raise ValidationError({"slug": f"{workspace.slug} already has a server called {server.slug!r}."}) from None
     if can_manage:
         server_approve(access=access, server=server, ip=ip)
     return server
+
+
+def server_update(
+    *,
+    access: Access,
+    server: UpstreamServer,
+    url: str,
+    timeout_seconds: int | None,
+    max_concurrency: int | None,
+    ip: str | None = None,
+) -> UpstreamServer:
+    """Change where an upstream is and how the gateway calls it (its timeout and concurrency
+    limit; None: the gateway's defaults). Returns the server as saved; no change, no event."""
+    access.require(Capability.MANAGE_SERVERS)
+    if server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That server belongs to another workspace.")
+    server_url_check(url)
+    with transaction.atomic():
+        # The caller's instance may already hold the new values (an admin form): compare with the row.
+        saved = UpstreamServer.objects.select_for_update().select_related("workspace").get(pk=server.pk)
+        wanted = {"url": (url or "").strip(), "timeout_seconds": timeout_seconds, "max_concurrency": max_concurrency}
+        changed = {name: [getattr(saved, name), new] for name, new in wanted.items() if getattr(saved, name) != new}
+        if not changed:
+            return saved
+        if "url" in changed:  # what a URL was before these checks existed may hold a secret
+            changed["url"][0] = url_without_credentials(changed["url"][0])
+        for name, value in wanted.items():
+            setattr(saved, name, value)
+        saved.full_clean(exclude=["workspace"], validate_unique=False)
+        saved.save(update_fields=list(changed))
+        _audit(saved, _actor(access), Action.SERVER_UPDATED, ip, changed=changed)
+        config_changed(saved.workspace_id)
+    return saved
 
 
 def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:

@@ -9,24 +9,30 @@ responses. What each MCP method does lives in ``runtime.engine``.
   store). GET answers 405 (the gateway pushes nothing unprompted).
 * 2026-07-28: stateless requests carrying ``_meta``; the routing headers are validated
   with the SDK's own ladder (``mcp.shared.inbound``).
+
+Every answer is JSON-RPC, whatever fails: overload, Redis or the database being down, or
+a bug (README "Behaviour under faults"). Order of the checks: what costs nothing first,
+then the rate limit, and only then anything that may reach the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
+import logging
 import secrets as pysecrets
 import time
+from collections import OrderedDict
+from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
-from django.core import signing
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.http.request import validate_host
 from django.views.decorators.csrf import csrf_exempt
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -38,14 +44,17 @@ from mcp.shared.inbound import (
 from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from apps.core import shared_state as shared
 from apps.core.http import client_ip
+from apps.core.shared_state import SESSION_TTL, shared
 from apps.gateway.runtime import engine
-from apps.gateway.runtime.engine import INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, Caller, RpcError
+from apps.gateway.runtime.engine import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, Caller, RpcError
+from apps.gateway.runtime.recorder import SpoolError, recorder
 from apps.gateway.runtime.state import snapshots
 
-SESSION_SALT = "mcpnest.gateway.session"
-SESSION_MAX_AGE = shared.SESSION_TTL
+logger = logging.getLogger(__name__)
+
+SESSION_MAX_AGE = SESSION_TTL
+UNAVAILABLE = -32002  # the gateway cannot serve right now (database down, audit spool full)
 SESSION_NOT_FOUND = -32001
 DEFAULT_LEGACY_VERSION = "2025-03-26"
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -83,15 +92,21 @@ def _sse_frame(message: dict[str, Any]) -> bytes:
 # --- checks -----------------------------------------------------------------------------------
 
 
+def _origin(value: str) -> str:
+    return value.strip().rstrip("/").lower()
+
+
 def _origin_allowed(request: HttpRequest) -> bool:
-    """DNS-rebinding defence: a browser Origin must be one of our own hosts."""
+    """DNS-rebinding defence: a browser Origin must be exactly one of ours (scheme, host and
+    port): the gateway's own (its Host is already checked against ALLOWED_HOSTS) or one of
+    CSRF_TRUSTED_ORIGINS."""
     origin = request.headers.get("Origin")
     if not origin:
         return True
-    if origin in settings.CSRF_TRUSTED_ORIGINS:
+    origin = _origin(origin)
+    if origin == _origin(f"{request.scheme}://{request.get_host()}"):
         return True
-    host = urlsplit(origin).hostname or ""
-    return validate_host(host, settings.ALLOWED_HOSTS)
+    return origin in {_origin(trusted) for trusted in settings.CSRF_TRUSTED_ORIGINS}
 
 
 def _accepts(request: HttpRequest) -> tuple[bool, bool]:
@@ -104,7 +119,15 @@ def _session_key(session_id: str) -> str:
     return "gw:sess:end:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
+@cache
+def _session_cipher() -> Fernet:
+    key = hashlib.sha256(b"mcpnest.gateway.session:" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
 def _mint_session(token_id: int, version: str, client: dict[str, Any]) -> str:
+    """An encrypted, authenticated session id: any gateway process can read it back, and
+    nobody else learns from it which token opened it or which client it names."""
     payload = {
         "t": token_id,
         "v": version,
@@ -112,14 +135,15 @@ def _mint_session(token_id: int, version: str, client: dict[str, Any]) -> str:
         "cv": str(client.get("version", ""))[:50],
         "r": pysecrets.token_hex(8),
     }
-    return signing.dumps(payload, salt=SESSION_SALT, compress=True)
+    return _session_cipher().encrypt(json.dumps(payload, separators=(",", ":")).encode()).decode()
 
 
-# Checking a session id (HMAC, base64, zlib, JSON) costs tens of microseconds, and a client
-# sends the same id with every request: a verified one is trusted for a minute, then checked
-# again (signature and age). Forged ids are never remembered.
+# Decrypting a session id costs tens of microseconds, and a client sends the same id with
+# every request: a verified one is trusted for a minute, then checked again (MAC and age).
+# Forged ids are never remembered; the cache is bounded (least recently used goes first).
 SESSION_RECHECK = 60.0
-_verified_sessions: dict[str, tuple[dict[str, Any], float]] = {}
+MAX_VERIFIED_SESSIONS = 10_000
+_verified_sessions: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
 
 
 def _read_session(session_id: str, token_id: int) -> dict[str, Any] | None:
@@ -127,14 +151,18 @@ def _read_session(session_id: str, token_id: int) -> dict[str, Any] | None:
     known = _verified_sessions.get(session_id)
     if known is not None and known[1] > now:
         payload = known[0]
+        _verified_sessions.move_to_end(session_id)
     else:
         try:
-            payload = signing.loads(session_id, salt=SESSION_SALT, max_age=SESSION_MAX_AGE)
-        except signing.BadSignature:
+            payload = json.loads(_session_cipher().decrypt(session_id.encode(), ttl=SESSION_MAX_AGE))
+        except (InvalidToken, ValueError, UnicodeError):
             return None
-        if len(_verified_sessions) >= 10_000:
-            _verified_sessions.clear()  # bounded memory
+        if not isinstance(payload, dict):
+            return None
         _verified_sessions[session_id] = (payload, now + SESSION_RECHECK)
+        _verified_sessions.move_to_end(session_id)
+        while len(_verified_sessions) > MAX_VERIFIED_SESSIONS:
+            _verified_sessions.popitem(last=False)
     # Bound to the token that created it: another member's session id is no use.
     return payload if payload.get("t") == token_id else None
 
@@ -150,8 +178,51 @@ def _is_modern(request: HttpRequest, body: dict[str, Any]) -> bool:
 # --- the view -------------------------------------------------------------------------------
 
 
+def body_too_large(limit: int) -> HttpResponse:
+    return _error(
+        INVALID_REQUEST,
+        f"Request body too large: the gateway takes at most {limit} bytes (MCPNEST_GATEWAY_MAX_BODY_BYTES).",
+        status=413,
+    )
+
+
+def overloaded() -> HttpResponse:
+    return _unavailable("The gateway is at capacity; retry in a moment.", retry_after=1)
+
+
+def _rate_limited(limit: int, retry_after: int) -> HttpResponse:
+    return _error(
+        RATE_LIMITED,
+        f"Rate limit exceeded: {limit} requests per minute per client. Retry in {retry_after} s.",
+        status=429,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _unavailable(message: str, *, retry_after: int = 5, id: Any = None) -> HttpResponse:
+    return _error(UNAVAILABLE, message, id=id, status=503, headers={"Retry-After": str(retry_after)})
+
+
+RETRY_SOON = {"Retry-After": "1"}
+DATABASE_DOWN = "The gateway's database is not answering; retry shortly."
+
+
 @csrf_exempt
 async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        return await _endpoint(request, slug)
+    except asyncio.CancelledError:
+        raise
+    except SpoolError as exc:
+        logger.error("gateway call refused: %s", exc)
+        return _unavailable("The gateway cannot record calls right now (its audit spool is full); retry shortly.")
+    except Exception:
+        # Never an HTML error page or a traceback: a JSON-RPC error, and the details in the log.
+        logger.exception("gateway request failed")
+        return _error(INTERNAL_ERROR, "Internal error in the gateway; it has been logged.", status=500)
+
+
+async def _endpoint(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         request.get_host()
     except DisallowedHost:
@@ -161,28 +232,41 @@ async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method not in ("POST", "GET", "DELETE"):
         return HttpResponse(status=405, headers={"Allow": "POST, GET, DELETE"})
 
-    config = await snapshots.workspace(slug)
+    # The rate limit comes before anything that may reach the database: a workspace this
+    # process knows is limited per client by its own setting; anything else (an unknown or
+    # not yet loaded slug) by the pre-authentication limit per client IP first.
+    ip = client_ip(request) or ""
+    session_key = _session_key(request.headers["Mcp-Session-Id"]) if "Mcp-Session-Id" in request.headers else None
+    known, config = snapshots.cached_workspace(slug)
+    if known and config is None:
+        return _error(INVALID_REQUEST, f"No gateway at /api/gw/{slug}.", status=404)
+    if not known:
+        preauth = settings.MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT
+        hit = await shared.hit(f"gw:rl:preauth:{ip}", limit=preauth, session_key=None)
+        if not hit.allowed:
+            return _rate_limited(preauth, hit.retry_after)
+    try:
+        config = await snapshots.workspace(slug)
+    except Exception:
+        logger.exception("loading workspace %s failed", slug)
+        return _unavailable(DATABASE_DOWN)
     if config is None:
         return _error(INVALID_REQUEST, f"No gateway at /api/gw/{slug}.", status=404)
+    hit = await shared.hit(f"gw:rl:{slug}:{ip}", limit=config.rate_limit_per_minute, session_key=session_key)
+    if not hit.allowed:
+        return _rate_limited(config.rate_limit_per_minute, hit.retry_after)
+    if not snapshots.database_ok and settings.MCPNEST_GATEWAY_WHEN_DATABASE_DOWN == "refuse":
+        return _unavailable(DATABASE_DOWN)
 
-    ip = client_ip(request) or ""
     session_id = request.headers.get("Mcp-Session-Id", "")
-    count, session_ended = await shared.hit(
-        f"gw:rl:{slug}:{ip}:{int(asyncio.get_running_loop().time() // 60)}",
-        _session_key(session_id) if session_id else None,
-    )
-    if count > config.rate_limit_per_minute:
-        return _error(
-            RATE_LIMITED,
-            f"Rate limit exceeded: {config.rate_limit_per_minute} requests per minute per client. Retry later.",
-            status=429,
-            headers={"Retry-After": "60"},
-        )
-
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return _unauthorized("Missing bearer token: send Authorization: Bearer mng_...")
-    token = await snapshots.token(raw.strip())
+    try:
+        token = await snapshots.token(raw.strip())
+    except Exception:
+        logger.exception("loading a token failed")
+        return _unavailable(DATABASE_DOWN)
     if token is None or token.workspace_id != config.id:
         return _unauthorized("Invalid, expired or revoked token for this workspace.")
     if not token.is_workspace_token and token.user_id not in config.member_ids:
@@ -195,11 +279,13 @@ async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
             return HttpResponse(status=405, headers={"Allow": "POST"})
         if not session_id:
             return _error(INVALID_REQUEST, "DELETE needs the Mcp-Session-Id header of the session to end.")
-        if session_ended or _read_session(session_id, token.id) is None:
+        if hit.session_ended or _read_session(session_id, token.id) is None:
             return _error(SESSION_NOT_FOUND, "Session not found.", status=404)
         await shared.end_session(_session_key(session_id))
         return HttpResponse(status=204)
-    return await _post(request, config=config, token=token, ip=ip, session_id=session_id, session_ended=session_ended)
+    return await _post(
+        request, config=config, token=token, ip=ip, session_id=session_id, session_ended=hit.session_ended
+    )
 
 
 async def _post(request, *, config, token, ip, session_id, session_ended) -> HttpResponse:
@@ -313,8 +399,12 @@ def _reply(caller: Caller, message_id: Any, outcome: dict[str, Any] | RpcError) 
         error: dict[str, Any] = {"code": outcome.code, "message": outcome.message}
         if outcome.data is not None:
             error["data"] = outcome.data
-        # The 2026-07-28 transport maps some error codes to HTTP statuses; the 2025 one answers 200.
-        status = ERROR_CODE_HTTP_STATUS.get(outcome.code, 200) if caller.modern else 200
+        # The 2026-07-28 transport maps some error codes to HTTP statuses; the 2025 one answers
+        # 200, but for "busy, retry later" (no upstream slot in time): 503 in both eras.
+        if outcome.status == 503:
+            status = 503
+        else:
+            status = ERROR_CODE_HTTP_STATUS.get(outcome.code, 200) if caller.modern else 200
         return {"jsonrpc": "2.0", "id": message_id, "error": error}, status
     return {"jsonrpc": "2.0", "id": message_id, "result": outcome}, 200
 
@@ -322,10 +412,15 @@ def _reply(caller: Caller, message_id: Any, outcome: dict[str, Any] | RpcError) 
 async def _answer(caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> HttpResponse:
     """JSON when the answer comes without notifications; SSE as soon as upstream streams one."""
     message_id = body.get("id")
-    if body["method"] not in ("tools/call", "prompts/get", "resources/read") or not wants_sse:
+    if body["method"] in engine.RECORDED_METHODS and not recorder.has_room():
+        # Never answer a call that could not be put on record: refuse it before it reaches upstream.
+        return _unavailable(
+            "The gateway cannot record calls right now (its audit spool is full); retry shortly.", id=message_id
+        )
+    if body["method"] not in engine.RECORDED_METHODS or not wants_sse:
         outcome = await _run(caller, body, None)
         reply, status = _reply(caller, message_id, outcome)
-        return _json(reply, status=status)
+        return _json(reply, status=status, headers=RETRY_SOON if status == 503 else None)
 
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -347,7 +442,7 @@ async def _answer(caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> H
         raise
     if kind == "done":
         reply, status = _reply(caller, message_id, first)
-        return _json(reply, status=status)
+        return _json(reply, status=status, headers=RETRY_SOON if status == 503 else None)
 
     async def stream():
         try:
@@ -366,7 +461,15 @@ async def _answer(caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> H
 
 
 async def _run(caller: Caller, body: dict[str, Any], notify) -> dict[str, Any] | RpcError:
+    """The engine's answer, or the error to send: this never raises (but for cancellation),
+    so the response stream always gets its final message."""
     try:
         return await engine.dispatch(caller, body, notify)
     except RpcError as exc:
         return exc
+    except SpoolError as exc:
+        logger.error("a call could not be put on record: %s", exc)
+        return RpcError(UNAVAILABLE, "The gateway could not record this call; retry shortly.", status=503)
+    except Exception:
+        logger.exception("gateway method %s failed", body.get("method"))
+        return RpcError(INTERNAL_ERROR, "Internal error in the gateway; it has been logged.", status=500)

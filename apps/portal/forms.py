@@ -6,12 +6,13 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apps.audit.events import ACTION_CHOICES
 from apps.core.errors import RuleViolation
 from apps.gateway.selectors import ServerTools
-from apps.gateway.services import parse_header, parse_rule
+from apps.gateway.services import parse_header, parse_rule, server_url_check, url_without_credentials
 from apps.rbac.roles import ASSIGNABLE, Role
 from apps.tokens.services import MAX_EXPIRY_DAYS
 from apps.workspaces.models import Enforcement, Membership, Plan
@@ -228,6 +229,18 @@ class ServerForm(PortalForm):
         ),
         widget=WriteOnlyTextarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
     )
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            server_url_check(url)  # the service checks again; here the page is also kept clean
+        except ValidationError as exc:
+            # Like the headers, a credential typed here is never sent back: the form shows
+            # the URL without it.
+            self.data = self.data.copy()
+            self.data[self.add_prefix("url")] = url_without_credentials(url)
+            raise forms.ValidationError(exc.message_dict["url"]) from None
+        return url
 
     def clean_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}

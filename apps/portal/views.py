@@ -1,8 +1,14 @@
 """The server-rendered portal. Views are thin: resolve access, call a service, render.
 
 Every workspace view gets its ``Access`` from ``apps.rbac.access.workspace_for`` (through
-``workspace_view``), so a non-member sees 404 for every page and action, GET or POST.
+``workspace_view``), so a non-member sees 404 for every page and action, GET or POST, and a
+member whose role does not reach a page sees 403 with the role it needs.
 Services enforce the finer rules; their refusals are shown to the user, never swallowed.
+
+Destructive actions (removing a member or a server, revoking a token or an API key, leaving)
+ask first, one way for all: their URL answers GET with a confirmation page, and a POST
+changes something only when it carries ``confirm=yes`` (``Confirmation``, ``confirmed``).
+A new raw secret (gateway token, API key) is shown on the page after the redirect, once.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django import forms
@@ -21,6 +28,7 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -30,6 +38,7 @@ from apps.audit import export
 from apps.audit.events import Action
 from apps.audit.models import AuditChain, AuditEvent, ChainedRecord, ToolCall
 from apps.audit.services import audit_event_record
+from apps.core import crypto
 from apps.core.errors import RuleViolation
 from apps.core.http import client_ip
 from apps.gateway import client_configs, selectors
@@ -52,7 +61,7 @@ from apps.portal.forms import (
     WorkspaceSettingsForm,
     assignable_roles,
 )
-from apps.rbac.access import Access, check_role_change, workspace_for
+from apps.rbac.access import Access, RoleRequired, check_role_change, workspace_for
 from apps.rbac.roles import Capability, Role
 from apps.tokens import services as token_services
 from apps.tokens.models import GatewayToken
@@ -80,7 +89,11 @@ def workspace_view(capability: Capability = Capability.VIEW_WORKSPACE, *, method
         @login_required
         @functools.wraps(view)
         def wrapper(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
-            access = workspace_for(user=request.user, slug=slug, capability=capability)
+            try:
+                access = workspace_for(user=request.user, slug=slug, capability=capability)
+            except RoleRequired as refused:
+                context = _workspace_context(refused.access, message=refused.message)
+                return render(request, "portal/forbidden.html", context, status=403)
             if request.method not in methods:
                 return HttpResponseNotAllowed(methods)
             return view(request, access, **kwargs)
@@ -158,6 +171,67 @@ def _role_label(role: str | None) -> str:
 
 def _gateway_url(request: HttpRequest, workspace: Workspace) -> str:
     return request.build_absolute_uri(reverse("gateway", kwargs={"slug": workspace.slug}))
+
+
+def _hold_secret(request: HttpRequest, key: str, raw: str) -> None:
+    """Keep a new raw secret for the page the POST redirects to (Post/Redirect/Get).
+
+    Encrypted, because the session is a database row; ``_take_secret`` removes it.
+    """
+    request.session[key] = crypto.encrypt(raw)
+
+
+def _take_secret(request: HttpRequest, key: str) -> str | None:
+    """The secret held for this page, once: it leaves the session as it is shown."""
+    if request.method != "GET":  # a HEAD would use it up without showing it
+        return None
+    sealed = request.session.pop(key, None)
+    if sealed is None:
+        return None
+    try:
+        return crypto.decrypt(sealed)
+    except crypto.DecryptionError:  # the encryption keys rotated in between: nothing to show
+        return None
+
+
+# --- Confirmations ----------------------------------------------------------------
+
+CONFIRM_FIELD, CONFIRM_VALUE = "confirm", "yes"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a confirmation page (portal/confirm.html) asks before a destructive POST."""
+
+    question: str
+    button: str  # the confirming button's label, e.g. "Remove carol@example.com"
+    cancel: str  # where Cancel leads
+    consequence: str = ""
+    facts: tuple[tuple[str, str], ...] = ()
+
+
+def _when(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return timezone.localtime(moment).strftime(fmt) if moment else "never"
+
+
+def confirmed(request: HttpRequest) -> bool:
+    """Whether this is the POST of a confirmation page; anything else must change nothing."""
+    return request.method == "POST" and request.POST.get(CONFIRM_FIELD) == CONFIRM_VALUE
+
+
+def _ask(
+    request: HttpRequest,
+    context: dict[str, Any],
+    confirmation: Confirmation,
+    *,
+    template: str = "portal/confirm.html",
+) -> HttpResponse:
+    """The confirmation page; after a POST that did not confirm, it also says so."""
+    if request.method == "POST":
+        messages.error(
+            request, f"Nothing was changed: this needs confirming. Press “{confirmation.button}” below, or Cancel."
+        )
+    return render(request, template, {**context, "confirm": confirmation})
 
 
 # --- Workspaces -------------------------------------------------------------------
@@ -257,11 +331,29 @@ def workspace_delete(request: HttpRequest, access: Access) -> HttpResponse:
     return _overview(request, access, delete_form=form)
 
 
-@workspace_view(methods=ACTION_METHODS)
+def _ask_to_leave(request: HttpRequest, access: Access) -> HttpResponse:
+    workspace = access.workspace
+    active = GatewayToken.objects.filter(workspace=workspace, user=access.user).active().count()
+    confirmation = Confirmation(
+        question=f"Leave “{workspace.name}”?",
+        facts=(("Your role", _role_label(access.role)), ("Your active tokens", str(active))),
+        consequence=(
+            "Your gateway tokens in this workspace are revoked at once. To come back, you need a new invitation."
+        ),
+        button=f"Leave {workspace.name}",
+        cancel=reverse("portal:workspace", args=[workspace.slug]),
+    )
+    return _ask(request, _workspace_context(access), confirmation)
+
+
+@workspace_view()
 def workspace_leave(request: HttpRequest, access: Access) -> HttpResponse:
+    """GET asks for confirmation; a confirmed POST leaves."""
     if access.membership is None:
         messages.error(request, "You are not a member of this workspace.")
         return redirect("portal:workspace", slug=access.workspace.slug)
+    if not confirmed(request):
+        return _ask_to_leave(request, access)
     ok, _ = attempt(
         request,
         lambda: workspace_services.member_remove(access=access, membership=access.membership, ip=_ip(request)),
@@ -286,7 +378,13 @@ def _can_manage(access: Access, membership: Membership) -> bool:
     return True
 
 
-def _members_page(request: HttpRequest, access: Access, *, invite_form: InvitationForm | None = None) -> HttpResponse:
+def _members_page(
+    request: HttpRequest,
+    access: Access,
+    *,
+    invite_form: InvitationForm | None = None,
+    pending: Invitation | None = None,
+) -> HttpResponse:
     workspace = access.workspace
     memberships = workspace.memberships.select_related("user").order_by("user__email")
     rows = [(membership, _can_manage(access, membership)) for membership in memberships]
@@ -302,6 +400,10 @@ def _members_page(request: HttpRequest, access: Access, *, invite_form: Invitati
         invitations=invitations,
         invite_form=invite_form,
         role_choices=assignable_roles(access.role),
+        # The pending invitation an invite was refused for: offer to replace it (as the refused
+        # invite's role) or to revoke it.
+        pending=pending,
+        replacement_role=Role(invite_form.cleaned_data["role"]) if pending else None,
     )
     return render(request, "portal/members.html", context)
 
@@ -316,22 +418,32 @@ def member_invite(request: HttpRequest, access: Access) -> HttpResponse:
     if _refused(request, access, Capability.MANAGE_MEMBERS):
         return redirect("portal:members", slug=access.workspace.slug)
     form = InvitationForm(request.POST, actor_role=access.role)
+    # Set only by the "Replace it" button offered after a refusal: a second, explicit decision.
+    replace = confirmed(request)
+    pending = None
     if form.is_valid():
+        email = form.cleaned_data["email"].strip().lower()
         ok, _ = attempt(
             request,
             lambda: workspace_services.invitation_create(
                 access=access,
-                email=form.cleaned_data["email"],
+                email=email,
                 role=form.cleaned_data["role"],
                 base_url=request.build_absolute_uri("/"),
                 ip=_ip(request),
+                replace=replace,
             ),
             form=form,
         )
         if ok:
-            messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+            if replace:
+                messages.success(request, f"Invitation sent to {email}; the earlier invitation's link no longer works.")
+            else:
+                messages.success(request, f"Invitation sent to {email}.")
             return redirect("portal:members", slug=access.workspace.slug)
-    return _members_page(request, access, invite_form=form)
+        if not replace:
+            pending = access.workspace.invitations.pending().filter(email=email).first()
+    return _members_page(request, access, invite_form=form, pending=pending)
 
 
 @workspace_view(Capability.VIEW_MEMBERS, methods=ACTION_METHODS)
@@ -365,9 +477,35 @@ def member_role(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
     return redirect("portal:members", slug=access.workspace.slug)
 
 
-@workspace_view(Capability.VIEW_MEMBERS, methods=ACTION_METHODS)
+@workspace_view(Capability.VIEW_MEMBERS)
 def member_remove(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
+    """GET asks for confirmation; a confirmed POST removes."""
     membership = get_object_or_404(Membership.objects.select_related("user"), pk=pk, workspace=access.workspace)
+    members_url = reverse("portal:members", args=[access.workspace.slug])
+    if not confirmed(request):
+        if membership.user_id == request.user.pk:
+            return _ask_to_leave(request, access)
+        # No point confirming what the service will refuse: say why now.
+        check = functools.partial(check_role_change, actor_role=access.role, target_role=membership.role, new_role=None)
+        if not attempt(request, check)[0]:
+            return redirect(members_url)
+        email = membership.user.email
+        active = GatewayToken.objects.filter(workspace=access.workspace, user=membership.user).active().count()
+        confirmation = Confirmation(
+            question=f"Remove {email} from “{access.workspace.name}”?",
+            facts=(
+                ("Role", membership.get_role_display()),
+                ("Member since", _when(membership.created_at, "%Y-%m-%d")),
+                ("Active tokens", str(active)),
+            ),
+            consequence=(
+                "They lose access at once and their gateway tokens in this workspace are revoked. "
+                "To come back, they need a new invitation."
+            ),
+            button=f"Remove {email}",
+            cancel=f"{members_url}#member-{membership.pk}",
+        )
+        return _ask(request, _workspace_context(access), confirmation)
     ok, _ = attempt(
         request,
         lambda: workspace_services.member_remove(access=access, membership=membership, ip=_ip(request)),
@@ -391,9 +529,14 @@ def _visible_tokens(access: Access) -> QuerySet[GatewayToken]:
     return tokens
 
 
-@never_cache  # the POST response carries a raw token: no cache may keep it
+def _new_token_key(access: Access) -> str:
+    return f"portal:new-token:{access.workspace.pk}"
+
+
+@never_cache  # the page after creating one carries the raw token: no cache may keep it
 @workspace_view(Capability.MANAGE_OWN_TOKENS)
 def tokens(request: HttpRequest, access: Access) -> HttpResponse:
+    """The list and the create form. A created token's raw value shows on the next GET only."""
     memberships = (
         list(access.workspace.memberships.select_related("user").order_by("user__email"))
         if access.can(Capability.MANAGE_TOKENS)
@@ -402,7 +545,6 @@ def tokens(request: HttpRequest, access: Access) -> HttpResponse:
     form = TokenCreateForm(
         request.POST if request.method == "POST" else None, memberships=memberships, actor_id=request.user.pk
     )
-    issued = None
     if request.method == "POST" and form.is_valid():
         holder = form.cleaned_data.get("holder") or str(request.user.pk)
         kind, member = GatewayToken.Kind.MEMBER, request.user
@@ -423,17 +565,39 @@ def tokens(request: HttpRequest, access: Access) -> HttpResponse:
             form=form,
         )
         if ok:
-            form = TokenCreateForm(memberships=memberships, actor_id=request.user.pk)
+            # Redirect, so that reloading the page shows it rather than creating another.
+            _hold_secret(request, _new_token_key(access), issued.raw)
+            return redirect("portal:tokens", slug=access.workspace.slug)
     page = page_of(_visible_tokens(access).select_related("user", "created_by").order_by("-created_at", "-id"), request)
-    context = _workspace_context(access, form=form, issued=issued, page=page)
-    # The raw token is rendered in this response only; it is stored nowhere.
-    return render(request, "portal/tokens.html", context, status=201 if issued else 200)
+    context = _workspace_context(access, form=form, issued=_take_secret(request, _new_token_key(access)), page=page)
+    return render(request, "portal/tokens.html", context)
 
 
-@workspace_view(Capability.MANAGE_OWN_TOKENS, methods=ACTION_METHODS)
+@workspace_view(Capability.MANAGE_OWN_TOKENS)
 def token_revoke(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
+    """GET asks for confirmation; a confirmed POST revokes."""
     # Looked up among the tokens the actor can see, so others' token ids don't even resolve.
     token = get_object_or_404(_visible_tokens(access).select_related("user", "workspace"), pk=pk)
+    if token.revoked_at is not None:
+        messages.info(request, f"Token {token.prefix}… was already revoked.")
+        return redirect("portal:tokens", slug=access.workspace.slug)
+    if not confirmed(request):
+        holder = "the workspace (workspace token)" if token.kind == GatewayToken.Kind.WORKSPACE else token.user.email
+        confirmation = Confirmation(
+            question=f"Revoke the token {token.prefix}…?",
+            facts=(
+                ("Name", token.name or "—"),
+                ("For", holder),
+                ("Created", _when(token.created_at)),
+                ("Last used", _when(token.last_used_at)),
+            ),
+            consequence=(
+                "Every client using it is refused from now on. This cannot be undone: to reconnect, create a new token."
+            ),
+            button=f"Revoke {token.prefix}…",
+            cancel=reverse("portal:tokens", args=[access.workspace.slug]),
+        )
+        return _ask(request, _workspace_context(access), confirmation)
     ok, revoked = attempt(request, lambda: token_services.token_revoke(access=access, token=token, ip=_ip(request)))
     if ok:
         if revoked:
@@ -636,9 +800,9 @@ def server_health(request: HttpRequest, access: Access, pk: int) -> HttpResponse
 
 @workspace_view(Capability.MANAGE_SERVERS, methods=PAGE_METHODS)
 def server_remove(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
-    """GET asks for confirmation; POST removes."""
+    """GET asks for confirmation; a confirmed POST removes."""
     server = _server(access, pk)
-    if request.method == "POST":
+    if confirmed(request):
         ok, _ = attempt(request, lambda: gateway_services.server_remove(access=access, server=server, ip=_ip(request)))
         if ok:
             messages.success(request, f"Server “{server.slug}” removed.")
@@ -646,7 +810,12 @@ def server_remove(request: HttpRequest, access: Access, pk: int) -> HttpResponse
     rules = selectors.allowlists(access.workspace)
     naming = sum(1 for user_rules in rules.values() if any(r.split(":", 1)[0] == server.slug for r in user_rules))
     context = _workspace_context(access, server=server, members_with_rules=naming)
-    return render(request, "portal/security_server_remove.html", context)
+    confirmation = Confirmation(
+        question=f"Remove the server {server.slug}?",
+        button=f"Remove {server.slug}",
+        cancel=reverse("portal:security", args=[access.workspace.slug]) + "#servers",
+    )
+    return _ask(request, context, confirmation, template="portal/security_server_remove.html")
 
 
 @workspace_view(Capability.MANAGE_ALLOWLISTS, methods=ACTION_METHODS)
@@ -735,28 +904,46 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
 # --- Personal API keys --------------------------------------------------------------
 
 
-@never_cache  # the POST response carries a raw key
+NEW_API_KEY = "portal:new-api-key"  # session key of a raw API key waiting to be shown once
+ACCOUNT_LAYOUT = "allauth/layouts/manage.html"
+
+
+@never_cache  # the page after creating one carries the raw key: no cache may keep it
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def api_keys(request: HttpRequest) -> HttpResponse:
+    """The list and the create form. A created key's raw value shows on the next GET only."""
     form = ApiKeyForm(request.POST if request.method == "POST" else None)
-    issued = None
     if request.method == "POST" and form.is_valid():
-        _, issued = account_services.api_key_create(user=request.user, name=form.cleaned_data["name"], ip=_ip(request))
-        form = ApiKeyForm()
+        _, raw = account_services.api_key_create(user=request.user, name=form.cleaned_data["name"], ip=_ip(request))
+        _hold_secret(request, NEW_API_KEY, raw)
+        return redirect("portal:api-keys")
     keys = ApiKey.objects.filter(user=request.user).order_by("-created_at", "-id")
-    context = {"form": form, "issued": issued, "keys": keys}
-    return render(request, "portal/api_keys.html", context, status=201 if issued else 200)
+    context = {"form": form, "issued": _take_secret(request, NEW_API_KEY), "keys": keys}
+    return render(request, "portal/api_keys.html", context)
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation; a confirmed POST revokes."""
     key = get_object_or_404(ApiKey, pk=pk, user=request.user)
-    was_active = key.is_active
-    account_services.api_key_revoke(user=request.user, key=key, ip=_ip(request))
-    if was_active:
-        messages.success(request, f"API key {key.prefix}… revoked.")
-    else:
+    if not key.is_active:
         messages.info(request, f"API key {key.prefix}… was already revoked.")
+        return redirect("portal:api-keys")
+    if not confirmed(request):
+        confirmation = Confirmation(
+            question=f"Revoke the API key {key.prefix}…?",
+            facts=(
+                ("Name", key.name),
+                ("Created", _when(key.created_at)),
+                ("Last used", _when(key.last_used_at)),
+            ),
+            consequence="Scripts using it are refused from now on. This cannot be undone: create a new key for them.",
+            button=f"Revoke {key.prefix}…",
+            cancel=reverse("portal:api-keys"),
+        )
+        return _ask(request, {"layout": ACCOUNT_LAYOUT}, confirmation)
+    account_services.api_key_revoke(user=request.user, key=key, ip=_ip(request))
+    messages.success(request, f"API key {key.prefix}… revoked.")
     return redirect("portal:api-keys")

@@ -1,7 +1,8 @@
 """The access gate. Every portal view, API endpoint and admin action asks here.
 
 Missing and forbidden look the same from outside (404), so workspace slugs don't leak to
-people who are not members.
+people who are not members. A member already knows the workspace, so a page their role
+does not reach answers 403 and says which role it needs (``RoleRequired``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 
 from apps.core.errors import RuleViolation
-from apps.rbac.roles import ASSIGNABLE, Capability, Role, role_allows
+from apps.rbac.roles import ASSIGNABLE, Capability, Role, role_allows, roles_with
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -43,6 +45,28 @@ class PermissionDenied(RuleViolation):
         super().__init__(f"Your role in this workspace does not allow this ({capability.value}).")
 
 
+class RoleRequired(DjangoPermissionDenied):
+    """A member reached a page of their workspace that their role does not open.
+
+    A Django ``PermissionDenied`` (403): the portal renders its message; elsewhere Django's
+    403 handler answers.
+    """
+
+    def __init__(self, access: Access, capability: Capability):
+        self.access = access
+        self.capability = capability
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """E.g. "This page is for the workspace's Owners and Admins; you are a Member." """
+        *others, last = [f"{role.label}s" for role in roles_with(self.capability)]
+        who = f"{', '.join(others)} and {last}" if others else last
+        label = Role(self.access.role).label
+        article = "an" if label[0] in "AEIOU" else "a"
+        return f"This page is for the workspace's {who}; you are {article} {label}."
+
+
 def effective_role(*, user: User, workspace: Workspace) -> tuple[str | None, Membership | None]:
     from apps.workspaces.models import Membership
 
@@ -63,15 +87,21 @@ def access_for(*, user: User, workspace: Workspace) -> Access:
 
 
 def workspace_for(*, user: User, slug: str, capability: Capability = Capability.VIEW_WORKSPACE) -> Access:
-    """Load a workspace by slug for ``user`` if they hold ``capability`` there; else 404."""
+    """Load a workspace by slug for ``user`` if they hold ``capability`` there.
+
+    Raises ``Http404`` when it does not exist or ``user`` has no role in it, and
+    ``RoleRequired`` (403) when ``user`` is in it with a role that lacks ``capability``.
+    """
     from apps.workspaces.models import Workspace
 
     workspace = Workspace.objects.active().filter(slug=slug).first()
     if workspace is None:
         raise Http404("No such workspace.")
     access = access_for(user=user, workspace=workspace)
-    if not access.can(capability):
+    if access.role is None:
         raise Http404("No such workspace.")
+    if not access.can(capability):
+        raise RoleRequired(access, capability)
     return access
 
 

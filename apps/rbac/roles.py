@@ -62,3 +62,8 @@ ASSIGNABLE: dict[str, frozenset[str]] = {
 
 def role_allows(role: str | None, capability: Capability) -> bool:
     return role is not None and capability in MATRIX.get(role, frozenset())
+
+
+def roles_with(capability: Capability) -> list[Role]:
+    """The roles that hold ``capability``, most privileged first."""
+    return [role for role in Role if capability in MATRIX[role]]

@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from apps.audit.events import Action
 from apps.audit.services import audit_event_record
-from apps.core import secrets
+from apps.core import epochs, secrets
 from apps.core.errors import RuleViolation
 from apps.rbac.roles import Capability
 from apps.tokens.models import GatewayToken
+from apps.tokens.selectors import token_for_digest
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -108,15 +109,10 @@ def _revoke(*, token: GatewayToken, actor: User | None, ip: str | None, reason: 
         metadata={"kind": token.kind, "member": token.user.email if token.user_id else None, "reason": reason},
         ip=ip,
     )
-    transaction.on_commit(lambda: token_revoked_signal(token))
+    # In the same transaction: the revocation and the news of it commit together, and
+    # every gateway process sees it within a second of the commit (apps.core.epochs).
+    epochs.tokens_changed()
     return True
-
-
-def token_revoked_signal(token: GatewayToken) -> None:
-    """Tell every gateway worker the token is gone (the gateway hooks its cache here)."""
-    from apps.tokens import revocation
-
-    revocation.broadcast(token.digest)
 
 
 @transaction.atomic
@@ -163,11 +159,9 @@ def token_verify(raw: str) -> GatewayToken | None:
     """The active token for a presented secret, or None. Timing-safe; no secret is logged."""
     if not secrets.pattern(GatewayToken.SCHEME).match(raw or ""):
         return None
-    token = GatewayToken.objects.active().select_related("workspace", "user").filter(digest=secrets.digest(raw)).first()
-    if token is None or not secrets.matches(raw, token.digest) or token.workspace.is_deleted:
+    token = token_for_digest(secrets.digest(raw))
+    if token is None or not secrets.matches(raw, token.digest):
         return None
-    if token.user_id is not None and not token.user.is_active:
-        return None  # a deactivated person's tokens stop working with their account
     return token
 
 

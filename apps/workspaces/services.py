@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.audit.events import Action
 from apps.audit.services import audit_event_record
-from apps.core import secrets, shared_state
+from apps.core import epochs, secrets
 from apps.core.errors import RuleViolation
 from apps.rbac.access import Access, check_role_change
 from apps.rbac.roles import ASSIGNABLE, Capability, Role
@@ -103,7 +103,7 @@ def workspace_set_enforcement(*, access: Access, mode: str, ip: str | None = Non
         before = workspace.enforcement
         workspace.enforcement = mode
         workspace.save(update_fields=["enforcement"])
-        shared_state.workspace_changed(workspace.pk)
+        epochs.workspace_changed(workspace.pk)
         _audit(workspace, access.user, Action.ENFORCEMENT_CHANGED, target=workspace, ip=ip, before=before, after=mode)
     return workspace
 
@@ -118,7 +118,7 @@ def workspace_set_rate_limit(*, access: Access, per_minute: int, ip: str | None 
         before = workspace.rate_limit_per_minute
         workspace.rate_limit_per_minute = per_minute
         workspace.save(update_fields=["rate_limit_per_minute"])
-        shared_state.workspace_changed(workspace.pk)
+        epochs.workspace_changed(workspace.pk)
         _audit(
             workspace, access.user, Action.RATE_LIMIT_CHANGED, target=workspace, ip=ip, before=before, after=per_minute
         )
@@ -134,7 +134,7 @@ def workspace_set_deny_by_default(*, access: Access, deny: bool, ip: str | None 
         before = workspace.deny_by_default
         workspace.deny_by_default = deny
         workspace.save(update_fields=["deny_by_default"])
-        shared_state.workspace_changed(workspace.pk)
+        epochs.workspace_changed(workspace.pk)
         _audit(
             workspace,
             access.user,
@@ -155,7 +155,7 @@ def workspace_delete(*, access: Access, ip: str | None = None) -> None:
     workspace.deleted_at = timezone.now()
     workspace.save(update_fields=["deleted_at"])
     Invitation.objects.pending().filter(workspace=workspace).update(revoked_at=workspace.deleted_at)
-    shared_state.workspace_changed(workspace.pk)
+    epochs.workspace_changed(workspace.pk)
     _audit(workspace, access.user, Action.WORKSPACE_DELETED, target=workspace, ip=ip)
 
 
@@ -188,7 +188,7 @@ def member_add(
     if Membership.objects.filter(workspace=workspace, user=user).exists():
         raise RuleViolation(f"{user.email} is already a member of {workspace.slug}.")
     membership = Membership.objects.create(workspace=workspace, user=user, role=role)
-    shared_state.workspace_changed(workspace.pk)
+    epochs.workspace_changed(workspace.pk)
     _audit(workspace, actor, action, target=membership, ip=ip, role=role)
     return membership
 
@@ -243,7 +243,7 @@ def member_remove(*, access: Access, membership: Membership, ip: str | None = No
         left=leaving,
     )
     current.delete()
-    shared_state.workspace_changed(access.workspace.pk)
+    epochs.workspace_changed(access.workspace.pk)
 
 
 # --- Invitations -----------------------------------------------------------------
@@ -255,9 +255,19 @@ def invitation_url(raw: str) -> str:
 
 @transaction.atomic
 def invitation_create(
-    *, access: Access, email: str, role: str = Role.MEMBER, base_url: str = "", ip: str | None = None
+    *,
+    access: Access,
+    email: str,
+    role: str = Role.MEMBER,
+    base_url: str = "",
+    ip: str | None = None,
+    replace: bool = False,
 ) -> tuple[Invitation, str]:
-    """Invite ``email`` with ``role``; emails a single-use link. Returns (invitation, raw secret)."""
+    """Invite ``email`` with ``role``; emails a single-use link. Returns (invitation, raw secret).
+
+    An address with a pending invitation is refused (saying its role and expiry) unless
+    ``replace=True``: then that invitation is revoked, and audited as such, in favour of this one.
+    """
     access.require(Capability.MANAGE_MEMBERS)
     email = (email or "").strip().lower()
     if role not in ASSIGNABLE.get(access.role, frozenset()):
@@ -276,10 +286,22 @@ def invitation_create(
     invitation.full_clean(exclude=["digest"])
     if access.workspace.memberships.filter(user__email=email).exists():
         raise RuleViolation(f"{email} is already a member of {access.workspace.slug}.")
-    # A fresh invitation replaces any pending one for the same address.
-    Invitation.objects.pending().filter(workspace=access.workspace, email=email).update(revoked_at=timezone.now())
+    # Locking the workspace row queues concurrent invitations, so each sees the other's.
+    Workspace.objects.select_for_update().only("pk").get(pk=access.workspace.pk)
+    pending = Invitation.objects.pending().filter(workspace=access.workspace, email=email).first()
+    if pending is not None and not replace:
+        expires = timezone.localtime(pending.expires_at)
+        raise RuleViolation(
+            f"{email} already has a pending invitation as {pending.get_role_display()}, "
+            f"expiring {expires:%Y-%m-%d %H:%M %Z}. Revoke it first, or replace it with this one."
+        )
+    if pending is not None:
+        pending.revoked_at = timezone.now()
+        pending.save(update_fields=["revoked_at"])
+        _audit(access.workspace, access.user, Action.INVITATION_REVOKED, target=pending, ip=ip, replaced=True)
     invitation.save()
-    _audit(access.workspace, access.user, Action.MEMBER_INVITED, target=invitation, ip=ip, role=role)
+    replaces = {"replaces": pending.pk} if pending is not None else {}
+    _audit(access.workspace, access.user, Action.MEMBER_INVITED, target=invitation, ip=ip, role=role, **replaces)
     link = base_url.rstrip("/") + invitation_url(new.raw)
     workspace_name = access.workspace.name
     transaction.on_commit(

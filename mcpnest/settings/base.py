@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from mcpnest.settings.env import env_bool, env_int, env_list, env_required, env_str
 
@@ -109,6 +110,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that does not answer is noticed in seconds, not after the OS's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, Celery ---------------------------------------
@@ -136,6 +140,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=17),
         "options": {"expires": 60 * 60},
     },
+    # Signed chain heads to MCPNEST_AUDIT_HEAD_EXPORT (read here: that setting is set further down).
+    "audit-heads": {
+        "task": "apps.audit.tasks.export_heads",
+        "schedule": 60.0 * env_int("MCPNEST_AUDIT_HEAD_EXPORT_MINUTES", 5),
+        "options": {"expires": 60 * env_int("MCPNEST_AUDIT_HEAD_EXPORT_MINUTES", 5)},
+    },
 }
 
 # --- Auth: allauth (email + password, TOTP via allauth.mfa) -------------------
@@ -156,7 +166,8 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "optional")
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
-ACCOUNT_SIGNUP_OPEN = env_bool("MCPNEST_SIGNUP_OPEN", True)
+# Closed by default outside development: an enterprise portal admits people by invitation.
+ACCOUNT_SIGNUP_OPEN = env_bool("MCPNEST_SIGNUP_OPEN", DEBUG)
 ACCOUNT_ADAPTER = "apps.accounts.adapter.AccountAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "MCPNest"
@@ -245,6 +256,10 @@ MCPNEST_SPOOL_MAX_BYTES = env_int("MCPNEST_SPOOL_MAX_BYTES", 1024 * 1024 * 1024)
 # While the database is down: "serve" (cached tokens, rows wait in the spool while it has
 # room, then 503) or "refuse" (503 at once).
 MCPNEST_GATEWAY_WHEN_DATABASE_DOWN = env_str("MCPNEST_GATEWAY_WHEN_DATABASE_DOWN", "serve")
+if MCPNEST_GATEWAY_WHEN_DATABASE_DOWN not in ("serve", "refuse"):
+    raise ImproperlyConfigured(
+        f"MCPNEST_GATEWAY_WHEN_DATABASE_DOWN must be serve or refuse (got {MCPNEST_GATEWAY_WHEN_DATABASE_DOWN!r})."
+    )
 MCPNEST_GATEWAY_MAX_BODY_BYTES = env_int("MCPNEST_GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 MCPNEST_GATEWAY_MAX_RESPONSE_BYTES = env_int("MCPNEST_GATEWAY_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
 # Requests one gateway process works on at once; beyond it: 503 + Retry-After.
@@ -281,5 +296,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # httpx2 logs every request at INFO: a line per tool call through the gateway.
-    "loggers": {"httpx2": {"level": "WARNING"}},
+    # The signed audit chain heads must reach the log sink whatever LOG_LEVEL says.
+    "loggers": {"httpx2": {"level": "WARNING"}, "mcpnest.audit.heads": {"level": "INFO"}},
 }

@@ -104,7 +104,8 @@ def test_verify_finds_a_deleted_last_row(cast):
 def test_verify_finds_an_inserted_row(cast):
     tool_calls_record(_calls(cast.acme, 3))
     original = ToolCall.objects.get(workspace=cast.acme, seq=2)
-    # Shift rows 2.. up by one and slip a forged row in at seq 2 with a self-consistent hash.
+    # Shift rows 2.. up by one and slip a forged row in at seq 2 with a self-consistent hash
+    # (made with the real key: even a key holder cannot insert a row without breaking a link).
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {_table(ToolCall)} SET seq = seq + 100 WHERE seq >= 2")
         cursor.execute(f"UPDATE {_table(ToolCall)} SET seq = seq - 99 WHERE seq >= 102")
@@ -117,6 +118,7 @@ def test_verify_finds_an_inserted_row(cast):
         tool_name="forged",
         status=200,
         created_at=original.created_at,
+        key_id=original.key_id,
     )
     forged.row_hash = chain.row_hash(forged.prev_hash, forged)
     forged.save()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import warnings
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -55,14 +57,18 @@ def events(cast):
 
 
 def offline_verify(lines: list[str]) -> int:
-    """What an auditor runs: only json and hashlib, and the documented hashing rule."""
+    """What an auditor given the audit key runs: only json, hmac and hashlib, and the documented rule."""
+    keys = {
+        hashlib.sha256(f"mcpnest-audit-key-id:{k}".encode()).hexdigest()[:16]: k for k in settings.MCPNEST_AUDIT_KEYS
+    }
     prev = GENESIS
     for line in lines:
         row = json.loads(line)
         assert row["prev_hash"] == prev
         values = {k: v for k, v in row.items() if k not in ("id", "type", "prev_hash", "row_hash")}
         canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-        computed = hashlib.sha256(f"{row['prev_hash']}\n{canonical}".encode()).hexdigest()
+        message = f"{row['prev_hash']}\n{canonical}".encode()
+        computed = hmac.new(keys[row["key_id"]].encode(), message, hashlib.sha256).hexdigest()
         assert computed == row["row_hash"], f"row seq {row['seq']} does not verify"
         prev = computed
     return len(lines)

@@ -21,6 +21,8 @@ CONFIG_VARS = [
     "SECRET_KEY",
     "ALLOWED_HOSTS",
     "MCPNEST_ENCRYPTION_KEYS",
+    "MCPNEST_AUDIT_KEYS",
+    "MCPNEST_GATEWAY_WHEN_DATABASE_DOWN",
     "DATABASE_URL",
     "REDIS_URL",
     "SECURE_SSL_REDIRECT",
@@ -34,6 +36,7 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "mcpnest.example.com",
         "MCPNEST_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "MCPNEST_AUDIT_KEYS": secrets.token_urlsafe(48),
         "MCPNEST_VAR_DIR": str(tmp_path),
     }
 
@@ -81,6 +84,23 @@ def test_production_without_encryption_keys_refuses_to_start(load_settings, tmp_
     del env["MCPNEST_ENCRYPTION_KEYS"]
     with pytest.raises(ImproperlyConfigured, match="MCPNEST_ENCRYPTION_KEYS"):
         load_settings(**env)
+
+
+def test_production_without_audit_keys_refuses_to_start(load_settings, tmp_path):
+    env = production_env(tmp_path)
+    del env["MCPNEST_AUDIT_KEYS"]
+    with pytest.raises(ImproperlyConfigured, match="MCPNEST_AUDIT_KEYS"):
+        load_settings(**env)
+
+
+def test_the_database_outage_behaviour_is_one_of_two(load_settings, tmp_path):
+    env = production_env(tmp_path)
+    assert load_settings(**env)["MCPNEST_GATEWAY_WHEN_DATABASE_DOWN"] == "serve"
+    assert load_settings(**env, MCPNEST_GATEWAY_WHEN_DATABASE_DOWN="refuse")["MCPNEST_GATEWAY_WHEN_DATABASE_DOWN"] == (
+        "refuse"
+    )
+    with pytest.raises(ImproperlyConfigured, match="serve or refuse"):
+        load_settings(**env, MCPNEST_GATEWAY_WHEN_DATABASE_DOWN="maybe")
 
 
 def test_production_values(load_settings, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
-from apps.core import shared_state
+from apps.core.shared_state import shared
 from apps.gateway.runtime import engine
 from apps.gateway.runtime.recorder import recorder
 from apps.gateway.runtime.state import snapshots
@@ -24,7 +24,7 @@ def upstream():
 def _fresh_gateway_state():
     snapshots.clear()
     engine.invalidate_catalogs()
-    shared_state.clear_for_tests()
+    shared.clear_for_tests()
     yield
     recorder.flush()
     # The async ORM (aget, aexists) runs in asgiref's one sync thread; close its connection

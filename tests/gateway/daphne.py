@@ -61,7 +61,7 @@ def serving(args: list[str], *, port: int, env: dict[str, str], log: Path) -> It
         _stop(process)
 
 
-def _database_url() -> str:
+def subprocess_database_url() -> str:
     """The running test's own database (not the configured one: test settings rename it)."""
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -88,7 +88,11 @@ def gateway(tmp_path):
 
         def start() -> str:
             port = free_port()
-            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mcpnest.settings.test", "DATABASE_URL": _database_url()}
+            env = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "mcpnest.settings.test",
+                "DATABASE_URL": subprocess_database_url(),
+            }
             daphne = str(Path(sys.executable).with_name("daphne"))
             args = [daphne, "-b", "127.0.0.1", "-p", str(port), "mcpnest.asgi:application"]
             stack.enter_context(serving(args, port=port, env=env, log=tmp_path / f"daphne-{port}.log"))

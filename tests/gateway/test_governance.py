@@ -12,6 +12,7 @@ from django.core.management import call_command
 
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent, ToolCall
+from apps.core import epochs
 from apps.gateway.models import ToolPin
 from apps.gateway.runtime.recorder import recorder
 from apps.gateway.runtime.state import snapshots
@@ -101,9 +102,7 @@ async def test_wildcard_rule_and_deny_by_default(cast, fix_server, issue, sessio
         workspace_set_enforcement(access=cast.access(cast.alice), mode="enforce")
         cast.acme.deny_by_default = True
         cast.acme.save()
-        from apps.core.shared_state import bump, workspace_epoch_key
-
-        bump(workspace_epoch_key(cast.acme.pk))
+        epochs.workspace_changed(cast.acme.pk)  # the save above bypassed the services
         return issue(cast.carol), issue(cast.bob), issue(None, kind="workspace")
 
     carol, bob, system = await sync_to_async(setup)()
@@ -191,7 +190,7 @@ async def test_rate_limit_answers_429(cast, fix_server, issue, asgi_client):
         statuses = [(await client.post(URL, json=rpc("ping"), headers=ACCEPT)).status_code for _ in range(4)]
         limited = await client.post(URL, json=rpc("ping"), headers=ACCEPT)
     assert statuses[:3] == [400, 400, 400] and statuses[3] == 429
-    assert limited.headers["retry-after"] == "60"
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert limited.json()["error"]["code"] == -32005 and "3 requests per minute" in limited.json()["error"]["message"]
 
 

@@ -130,16 +130,31 @@ async def test_content_type_and_accept_are_checked(asgi_client, carol_token):
         assert wrong_accept.status_code == 406
 
 
-async def test_foreign_origin_is_refused(asgi_client, carol_token):
+async def test_foreign_origin_is_refused(asgi_client, carol_token, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://portal.example.com"]
+    initialize = rpc("initialize", protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "x"})
     async with asgi_client(carol_token) as client:
-        evil = await client.post(URL, json=rpc("ping"), headers={**ACCEPT, "Origin": "http://evil.example"})
-        own = await client.post(
-            URL,
-            json=rpc("initialize", protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "x"}),
-            headers={**ACCEPT, "Origin": "http://localhost:8000"},
-        )
-    assert evil.status_code == 403
-    assert own.status_code == 200
+        statuses = {
+            origin: (await client.post(URL, json=initialize, headers={**ACCEPT, "Origin": origin})).status_code
+            for origin in (
+                "http://evil.example",
+                "http://testserver",  # the gateway's own origin
+                "http://testserver:8080",  # an allowed host on another port: another origin
+                "https://testserver",  # another scheme
+                "http://localhost:8000",  # an allowed host name, but not this origin
+                "https://portal.example.com",  # trusted
+                "https://portal.example.com:8443",
+            )
+        }
+    assert statuses == {
+        "http://evil.example": 403,
+        "http://testserver": 200,
+        "http://testserver:8080": 403,
+        "https://testserver": 403,
+        "http://localhost:8000": 403,
+        "https://portal.example.com": 200,
+        "https://portal.example.com:8443": 403,
+    }
 
 
 async def test_authentication(asgi_client, cast, issue):

@@ -1,13 +1,17 @@
-"""Who reaches which page: anonymous → sign-in, roles → their pages, outsiders → 404 everywhere."""
+"""Who reaches which page: anonymous → sign-in, roles → their pages (403 naming the role needed
+for the others), outsiders → 404 everywhere."""
 
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
-from django.test import Client
-from django.urls import reverse
+from django.test import Client, RequestFactory
+from django.urls import resolve, reverse
 
 from apps.audit.models import AuditEvent
-from apps.rbac.roles import Role
+from apps.portal.views import workspace_view
+from apps.rbac.roles import Capability, Role
 from apps.tokens.models import GatewayToken
 from apps.workspaces.models import Invitation, Membership, Workspace
 
@@ -26,15 +30,19 @@ def _actions(slug: str, objects) -> list[tuple[str, dict]]:
     return [
         (reverse("portal:workspace-settings", args=[slug]), {"name": "Pwned", "plan": "enterprise"}),
         (reverse("portal:workspace-delete", args=[slug]), {"confirm": slug}),
-        (reverse("portal:workspace-leave", args=[slug]), {}),
+        (reverse("portal:workspace-leave", args=[slug]), {"confirm": "yes"}),
         (reverse("portal:member-invite", args=[slug]), {"email": "mallory@example.com", "role": Role.OWNER}),
         (reverse("portal:member-role", args=[slug, objects.carol_membership.pk]), {"role": Role.OWNER}),
-        (reverse("portal:member-remove", args=[slug, objects.carol_membership.pk]), {}),
+        (reverse("portal:member-remove", args=[slug, objects.carol_membership.pk]), {"confirm": "yes"}),
         (reverse("portal:invitation-revoke", args=[slug, objects.invitation.pk]), {}),
         (reverse("portal:tokens", args=[slug]), {"name": "mine", "holder": "workspace"}),
-        (reverse("portal:token-revoke", args=[slug, objects.carol_token.token.pk]), {}),
-        (reverse("portal:token-revoke", args=[slug, objects.workspace_token.token.pk]), {}),
+        (reverse("portal:token-revoke", args=[slug, objects.carol_token.token.pk]), {"confirm": "yes"}),
+        (reverse("portal:token-revoke", args=[slug, objects.workspace_token.token.pk]), {"confirm": "yes"}),
     ]
+
+
+# Actions whose URL answers GET with a confirmation page (and acts only on its POST).
+CONFIRMED = ("portal:workspace-leave", "portal:member-remove", "portal:token-revoke")
 
 
 def _acme_state(cast) -> tuple:
@@ -110,7 +118,7 @@ def test_members_of_one_workspace_cannot_reach_objects_of_another_through_their_
     [
         ("alice", {"workspace": 200, "members": 200, "tokens": 200, "audit": 200}),
         ("bob", {"workspace": 200, "members": 200, "tokens": 200, "audit": 200}),
-        ("carol", {"workspace": 200, "members": 404, "tokens": 200, "audit": 404}),
+        ("carol", {"workspace": 200, "members": 403, "tokens": 200, "audit": 403}),
     ],
 )
 def test_each_role_reaches_its_pages(cast, signed_in, who, expected):
@@ -128,11 +136,49 @@ def test_the_workspace_tabs_follow_the_role(cast, signed_in):
     assert members_url not in member_page and audit_url not in member_page
 
 
-def test_actions_refuse_get(cast, acme_objects, signed_in):
+def test_a_member_is_told_which_role_a_page_needs_and_an_outsider_learns_nothing(cast, acme_objects, signed_in):
+    carol, dave = signed_in(cast.carol), signed_in(cast.dave)
+    before = _acme_state(cast)
+    admin_only = [
+        reverse("portal:members", args=["acme"]),
+        reverse("portal:audit", args=["acme"]),
+        reverse("portal:calls", args=["acme"]),
+        reverse("portal:member-remove", args=["acme", acme_objects.carol_membership.pk]),
+    ]
+    for url in admin_only:
+        for response in (carol.get(url), carol.post(url, {"confirm": "yes"})):
+            assert response.status_code == 403, url
+            html = unescape(response.content.decode())
+            assert "This page is for the workspace's Owners and Admins; you are a Member." in html, url
+            assert reverse("portal:workspace", args=["acme"]) in html  # the way back, inside her workspace
+        assert dave.get(url).status_code == 404, url
+        assert "Owners and Admins" not in dave.get(url).content.decode()
+    assert _acme_state(cast) == before
+
+
+def test_an_owners_only_page_names_the_owners(cast):
+    # No portal page needs more than an Admin has today (Owner-only actions are forms on
+    # shared pages); the gate's wording covers one anyway.
+    @workspace_view(Capability.DELETE_WORKSPACE)
+    def owners_only(request, access):  # pragma: no cover - bob never gets here
+        raise AssertionError
+
+    request = RequestFactory().get("/w/acme/owners-only/")
+    request.user = cast.bob
+    response = owners_only(request, slug="acme")
+    assert response.status_code == 403
+    assert "This page is for the workspace's Owners; you are an Admin." in unescape(response.content.decode())
+
+
+def test_actions_refuse_get_or_only_ask_for_confirmation(cast, acme_objects, signed_in):
     alice = signed_in(cast.alice)
+    before = _acme_state(cast)
     for url, _ in _actions("acme", acme_objects):
-        if url != reverse("portal:tokens", args=["acme"]):
-            assert alice.get(url).status_code == 405, url
+        name = f"portal:{resolve(url).url_name}"
+        if name == "portal:tokens":
+            continue
+        assert alice.get(url).status_code == (200 if name in CONFIRMED else 405), url
+    assert _acme_state(cast) == before
 
 
 def test_csrf_is_enforced_on_every_form(cast, acme_objects):

@@ -122,7 +122,7 @@ def test_export_refuses_unknown_formats(cast, signed_in):
 
 
 def test_member_cannot_export(cast, signed_in):
-    assert signed_in(cast.carol).get(_export_url("?format=csv")).status_code == 404
+    assert signed_in(cast.carol).get(_export_url("?format=csv")).status_code == 403
     assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()
 
 

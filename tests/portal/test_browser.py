@@ -167,3 +167,121 @@ def test_owner_invites_promotes_and_issues_a_token(live_server, browser):
     assert not RAW_TOKEN.search(owner.page_source)
     assert not owner.find_elements(By.ID, "raw-token")
     assert f"{token.prefix}…" in owner.find_element(By.CSS_SELECTOR, "table").text
+
+
+# --- Responsive tables (issue #7, item #14) ------------------------------------------
+
+LONG_EMAIL = "integration.service.account.for.nightly-reports@subsidiary.example-corporation.com"
+LONG_URL = "https://knowledge-base-production.eu-west-1.internal.example-corporation.com/mcp/v1/streamable"
+IPV6 = "2001:0db8:85a3:0000:0000:8a2e:0370:7334"
+
+
+def _long_rows(cast) -> None:
+    """Audit events and tool calls with the longest values real rows carry."""
+    from apps.audit.events import Action
+    from apps.audit.services import audit_event_record, tool_calls_record
+
+    member = UserFactory(email=LONG_EMAIL)
+    for n in range(3):
+        audit_event_record(
+            workspace=cast.acme,
+            actor=member,
+            action=Action.SERVER_UPDATED,
+            target_type="server",
+            target_id=n,
+            target_repr=f"knowledge-base-production-eu-west-{n}",
+            metadata={
+                "url": [LONG_URL, LONG_URL.replace("v1", "v2")],
+                "fingerprint": "f0e1d2c3b4a5" * 6,
+                "headers": ["Authorization", "X-Tenant-Identifier-For-Upstream-Routing"],
+            },
+            ip=IPV6,
+        )
+    tool_calls_record(
+        [
+            {
+                "workspace_id": cast.acme.pk,
+                "member_id": member.pk,
+                "member_repr": LONG_EMAIL,
+                "token_prefix": "mng_0123abcd",
+                "server_slug": "knowledge-base-production-eu-west",
+                "tool_name": "search_documents_by_semantic_similarity_with_metadata_filters",
+                "method": "tools/call",
+                "status": 502,
+                "error_code": -32603,
+                "latency_ms": 12345,
+                "client_ip": IPV6,
+                "client_name": "Claude Desktop (Electron, enterprise managed build)",
+                "client_version": "0.12.345-beta.67+build.890",
+                "shadow_blocked": True,
+            }
+            for _ in range(3)
+        ]
+    )
+
+
+def _viewport(driver, width: int, height: int) -> None:
+    """Make the page's viewport exactly ``width`` × ``height`` CSS pixels, like a window of that size."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+PAGE_WIDTH = (
+    "return {scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,"
+    " inner: window.innerWidth}"
+)
+# Each table's scroll container, and whether it (a) stays inside its card and (b) must scroll.
+TABLES = """
+return [...document.querySelectorAll('main table')].map(table => {
+  const box = table.closest('.table-scroll'), card = table.closest('.card');
+  return {
+    wrapped: !!box,
+    inside: !!box && !!card && box.getBoundingClientRect().right <= card.getBoundingClientRect().right + 0.5,
+    scrolls: !!box && box.scrollWidth > box.clientWidth,
+  };
+});
+"""
+
+
+@pytest.mark.parametrize("page", ["audit", "calls"])
+def test_wide_tables_fit_a_desktop_and_a_phone(live_server, browser, cast, page):
+    from selenium.webdriver.common.by import By
+
+    _long_rows(cast)
+    driver = browser()
+    _sign_in(driver, live_server.url, cast.alice.email)
+    url = f"{live_server.url}/w/acme/{page}/"
+
+    # Desktop: the table wraps its long values and stays inside its card, nothing scrolls.
+    _viewport(driver, 1400, 900)
+    driver.get(url)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "main tbody tr")) == 3
+    width = driver.execute_script(PAGE_WIDTH)
+    assert width["scroll"] <= width["inner"] and width["scroll"] <= width["client"], width
+    tables = driver.execute_script(TABLES)
+    assert tables and all(t["wrapped"] and t["inside"] and not t["scrolls"] for t in tables), tables
+    driver.save_screenshot(str(Path(tempfile.gettempdir()) / f"portal-{page}-1400.png"))
+
+    # Phone: the page itself never scrolls sideways; a table that cannot fit scrolls in its box.
+    _viewport(driver, 375, 800)
+    driver.get(url)
+    width = driver.execute_script(PAGE_WIDTH)
+    assert width["inner"] == 375
+    assert width["scroll"] <= width["inner"] and width["scroll"] <= width["client"], width
+    tables = driver.execute_script(TABLES)
+    assert tables and all(t["wrapped"] and t["inside"] for t in tables), tables
+    driver.save_screenshot(str(Path(tempfile.gettempdir()) / f"portal-{page}-375.png"))
+    _viewport(driver, 375, 2400)  # (most of) the page, for whoever looks at the screenshots
+    driver.save_screenshot(str(Path(tempfile.gettempdir()) / f"portal-{page}-375-full.png"))
+
+
+@pytest.mark.parametrize("page", ["", "members/", "tokens/", "security/", "connect/"])
+def test_other_workspace_pages_fit_a_phone(live_server, browser, cast, page):
+    driver = browser()
+    _sign_in(driver, live_server.url, cast.alice.email)
+    _viewport(driver, 375, 800)
+    driver.get(f"{live_server.url}/w/acme/{page}")
+    width = driver.execute_script(PAGE_WIDTH)
+    assert width["scroll"] <= width["inner"] and width["scroll"] <= width["client"], (page, width)

@@ -1,4 +1,5 @@
-"""Members page: invite, revoke an invitation, change roles, remove; and the invitee's side."""
+"""Members page: invite (never silently replacing a pending invitation), revoke an invitation,
+change roles, remove (after a confirmation); and the invitee's side."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def _messages(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
 
-def _invite(client: Client, email: str, role: str = Role.MEMBER):
-    return client.post(reverse("portal:member-invite", args=["acme"]), {"email": email, "role": role})
+CONFIRM = {"confirm": "yes"}
+
+
+def _invite(client: Client, email: str, role: str = Role.MEMBER, **extra: str):
+    return client.post(reverse("portal:member-invite", args=["acme"]), {"email": email, "role": role, **extra})
 
 
 def _link_from_mail() -> str:
@@ -72,6 +76,63 @@ def test_inviting_an_existing_member_is_refused_clearly(cast, signed_in):
     assert response.status_code == 200
     assert "carol@example.com is already a member of acme." in response.context["invite_form"].non_field_errors()
     assert mail.outbox == []
+
+
+def test_reinviting_a_pending_address_is_refused_with_a_choice(cast, signed_in, django_capture_on_commit_callbacks):
+    """A second invitation no longer silently replaces the first (an Admin invitation became Member)."""
+    alice = signed_in(cast.alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        _invite(alice, "erin@example.com", Role.ADMIN)
+    first = Invitation.objects.get(email="erin@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        refused = _invite(alice, "Erin@Example.com", Role.MEMBER)
+    assert refused.status_code == 200
+    assert (
+        "erin@example.com already has a pending invitation as Admin, "
+        f"expiring {first.expires_at:%Y-%m-%d %H:%M} UTC. Revoke it first, or replace it with this one."
+    ) in refused.context["invite_form"].non_field_errors()
+    first.refresh_from_db()
+    assert (first.status, first.role) == ("pending", Role.ADMIN)
+    assert Invitation.objects.filter(email="erin@example.com").count() == 1
+    assert len(mail.outbox) == 1
+    assert not AuditEvent.objects.filter(action=Action.INVITATION_REVOKED).exists()
+    # The page offers both ways out: replace it (a separate, explicit POST) or revoke it.
+    assert refused.context["pending"] == first
+    html = refused.content.decode()
+    choice = html[html.index('id="pending-choice"') :]
+    assert 'name="confirm" value="yes"' in choice and f'name="role" value="{Role.MEMBER}"' in choice
+    assert "Replace it: invite as Member" in choice
+    assert reverse("portal:invitation-revoke", args=["acme", first.pk]) in choice
+
+
+def test_replacing_a_pending_invitation_is_explicit_and_audited(cast, signed_in, django_capture_on_commit_callbacks):
+    alice = signed_in(cast.alice)
+    _invite(alice, "erin@example.com", Role.ADMIN)
+    first = Invitation.objects.get(email="erin@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        replaced = _invite(alice, "erin@example.com", Role.MEMBER, **CONFIRM)
+    assert replaced.status_code == 302
+    first.refresh_from_db()
+    assert first.status == "revoked"
+    second = Invitation.objects.pending().get(email="erin@example.com")
+    assert second.role == Role.MEMBER
+    assert [m.to for m in mail.outbox] == [["erin@example.com"]]
+    revoked = AuditEvent.objects.get(action=Action.INVITATION_REVOKED)
+    invited = AuditEvent.objects.filter(action=Action.MEMBER_INVITED).order_by("seq").last()
+    assert (revoked.actor, revoked.target_id, revoked.metadata) == (cast.alice, str(first.pk), {"replaced": True})
+    assert (invited.target_id, invited.metadata) == (str(second.pk), {"role": "member", "replaces": first.pk})
+    assert revoked.seq < invited.seq
+    follow = alice.get(replaced["Location"])
+    assert "Invitation sent to erin@example.com; the earlier invitation's link no longer works." in _messages(follow)
+
+
+def test_revoking_the_pending_invitation_then_inviting_again_works(cast, signed_in):
+    alice = signed_in(cast.alice)
+    _invite(alice, "erin@example.com", Role.ADMIN)
+    first = Invitation.objects.get(email="erin@example.com")
+    alice.post(reverse("portal:invitation-revoke", args=["acme", first.pk]))
+    assert _invite(alice, "erin@example.com", Role.MEMBER).status_code == 302
+    assert Invitation.objects.pending().get(email="erin@example.com").role == Role.MEMBER
 
 
 def test_invitation_flow_end_to_end(cast, signed_in, django_capture_on_commit_callbacks):
@@ -166,8 +227,12 @@ def test_admin_cannot_touch_the_owner_and_sees_no_controls_for_them(cast, signed
     assert "Only an Owner can change or remove an Owner." in _messages(response)
     alice.refresh_from_db()
     assert alice.role == Role.OWNER
-    removed = client.post(reverse("portal:member-remove", args=["acme", alice.pk]), follow=True)
+    removed = client.post(reverse("portal:member-remove", args=["acme", alice.pk]), CONFIRM, follow=True)
     assert "Only an Owner can change or remove an Owner." in _messages(removed)
+    # Nor is she asked to confirm what would be refused.
+    asked = client.get(reverse("portal:member-remove", args=["acme", alice.pk]), follow=True)
+    assert asked.redirect_chain == [(reverse("portal:members", args=["acme"]), 302)]
+    assert "Only an Owner can change or remove an Owner." in _messages(asked)
     assert Membership.objects.filter(pk=alice.pk).exists()
 
 
@@ -181,22 +246,54 @@ def test_an_unknown_role_is_refused(cast, signed_in):
     assert carol.role == Role.MEMBER
 
 
+def test_removing_a_member_asks_first(cast, signed_in):
+    issued = token_create(access=cast.access(cast.carol), member=cast.carol)
+    carol = Membership.objects.get(workspace=cast.acme, user=cast.carol)
+    url = reverse("portal:member-remove", args=["acme", carol.pk])
+    bob = signed_in(cast.bob)
+    page = bob.get(reverse("portal:members", args=["acme"])).content.decode()
+    # The list links to the confirmation; no form there removes anyone in one click.
+    assert f'href="{url}"' in page and f'action="{url}"' not in page
+
+    asked = bob.get(url)
+    assert asked.status_code == 200
+    html = asked.content.decode()
+    assert "Remove carol@example.com from “Acme”?" in html
+    assert "<dt>Active tokens</dt><dd>1</dd>" in html and "revoked" in html
+    assert 'name="confirm" value="yes"' in html
+    assert f'href="{reverse("portal:members", args=["acme"])}#member-{carol.pk}"' in html  # Cancel
+
+    for data in ({}, {"confirm": "no"}):
+        unconfirmed = bob.post(url, data)
+        assert unconfirmed.status_code == 200
+        assert (
+            "Nothing was changed: this needs confirming. Press “Remove carol@example.com” below, or Cancel."
+            in _messages(unconfirmed)
+        )
+    assert Membership.objects.filter(pk=carol.pk).exists()
+    assert GatewayToken.objects.get(pk=issued.token.pk).revoked_at is None
+    assert not AuditEvent.objects.filter(action=Action.MEMBER_REMOVED).exists()
+
+
 def test_admin_removes_a_member_and_their_tokens_go(cast, signed_in):
     issued = token_create(access=cast.access(cast.carol), member=cast.carol)
     carol = Membership.objects.get(workspace=cast.acme, user=cast.carol)
-    response = signed_in(cast.bob).post(reverse("portal:member-remove", args=["acme", carol.pk]), follow=True)
+    response = signed_in(cast.bob).post(reverse("portal:member-remove", args=["acme", carol.pk]), CONFIRM, follow=True)
     assert "carol@example.com removed; their tokens are revoked." in _messages(response)
     assert not Membership.objects.filter(pk=carol.pk).exists()
     assert GatewayToken.objects.get(pk=issued.token.pk).revoked_at is not None
+    assert AuditEvent.objects.get(action=Action.MEMBER_REMOVED).actor == cast.bob
     assert signed_in(cast.carol).get(reverse("portal:workspace", args=["acme"])).status_code == 404
 
 
 def test_member_cannot_manage_members(cast, signed_in):
     client = signed_in(cast.carol)
     bob = Membership.objects.get(workspace=cast.acme, user=cast.bob)
-    assert client.post(reverse("portal:member-remove", args=["acme", bob.pk])).status_code == 404
-    assert _invite(client, "x@example.com").status_code == 404
+    assert client.get(reverse("portal:member-remove", args=["acme", bob.pk])).status_code == 403
+    assert client.post(reverse("portal:member-remove", args=["acme", bob.pk]), CONFIRM).status_code == 403
+    assert _invite(client, "x@example.com").status_code == 403
     assert Membership.objects.filter(pk=bob.pk).exists()
+    assert not Invitation.objects.exists()
 
 
 def test_expired_invitation_says_so(cast, signed_in, django_capture_on_commit_callbacks):

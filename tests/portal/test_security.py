@@ -70,7 +70,7 @@ def _actions(cast, fix, requested, pin) -> list[tuple[str, dict]]:
         (_url("security-server-approve", requested.pk), {}),
         (_url("security-server-enabled", fix.pk), {"enabled": "0"}),
         (_url("security-server-health", fix.pk), {}),
-        (_url("security-server-remove", fix.pk), {}),
+        (_url("security-server-remove", fix.pk), {"confirm": "yes"}),
         (_url("security-policy"), {"enforcement": "enforce", "deny_by_default": "on", "rate_limit_per_minute": "1"}),
         (_url("security-allowlist", carol.pk), {"rules": ["fix:*"]}),
         (_url("security-pin-approve", pin.pk), {}),
@@ -121,7 +121,11 @@ def test_a_member_may_only_request_servers(cast, signed_in, fix, requested):
     assert "Enforcement" not in body and "Pending tool-definition changes" not in body
     before = _state(cast)
     for url, data in _actions(cast, fix, requested, pin)[1:]:
-        assert carol.post(url, data).status_code == 404, url
+        refused = carol.post(url, data)
+        assert refused.status_code == 403, url  # she is in acme: told why, not "no such workspace"
+        assert "This page is for the workspace's Owners and Admins; you are a Member." in html.unescape(
+            refused.content.decode()
+        )
     assert _state(cast) == before
 
 
@@ -276,7 +280,12 @@ def test_remove_asks_first(cast, signed_in, fix):
     assert "Remove the server <code>fix</code>?" in body and "1 member has allowlist rules naming it" in body
     assert SECRET not in body
     assert UpstreamServer.objects.filter(pk=fix.pk).exists()
-    removed = alice.post(_url("security-server-remove", fix.pk), follow=True)
+    # A POST that did not come from the confirmation changes nothing and says what to do.
+    unconfirmed = alice.post(_url("security-server-remove", fix.pk))
+    assert unconfirmed.status_code == 200
+    assert "Nothing was changed: this needs confirming. Press “Remove fix” below, or Cancel." in _messages(unconfirmed)
+    assert UpstreamServer.objects.filter(pk=fix.pk).exists() and not _events(Action.SERVER_REMOVED)
+    removed = alice.post(_url("security-server-remove", fix.pk), {"confirm": "yes"}, follow=True)
     assert "Server “fix” removed." in _messages(removed)
     assert not UpstreamServer.objects.filter(pk=fix.pk).exists()
     assert _events(Action.SERVER_REMOVED)[0].actor == cast.alice

@@ -133,10 +133,27 @@ def test_only_owners_delete(cast, signed_in):
     assert any("does not allow" in m for m in _messages(response))
 
 
+def test_leaving_asks_first(cast, signed_in):
+    issued = token_create(access=cast.access(cast.carol), member=cast.carol)
+    client = signed_in(cast.carol)
+    url = reverse("portal:workspace-leave", args=["acme"])
+    overview = client.get(reverse("portal:workspace", args=["acme"])).content.decode()
+    assert f'href="{url}"' in overview and f'action="{url}"' not in overview
+    asked = client.get(url)
+    assert asked.status_code == 200
+    html = asked.content.decode()
+    assert "Leave “Acme”?" in html and "<dt>Your active tokens</dt><dd>1</dd>" in html
+    unconfirmed = client.post(url)
+    assert unconfirmed.status_code == 200
+    assert any(m.startswith("Nothing was changed") for m in _messages(unconfirmed))
+    assert Membership.objects.filter(workspace=cast.acme, user=cast.carol).exists()
+    assert GatewayToken.objects.get(pk=issued.token.pk).revoked_at is None
+
+
 def test_member_leaves_and_their_tokens_are_revoked(cast, signed_in):
     issued = token_create(access=cast.access(cast.carol), member=cast.carol)
     client = signed_in(cast.carol)
-    response = client.post(reverse("portal:workspace-leave", args=["acme"]))
+    response = client.post(reverse("portal:workspace-leave", args=["acme"]), {"confirm": "yes"})
     assert response["Location"] == reverse("portal:home")
     assert not Membership.objects.filter(workspace=cast.acme, user=cast.carol).exists()
     assert GatewayToken.objects.get(pk=issued.token.pk).revoked_at is not None
@@ -144,6 +161,8 @@ def test_member_leaves_and_their_tokens_are_revoked(cast, signed_in):
 
 
 def test_the_last_owner_cannot_leave(cast, signed_in):
-    response = signed_in(cast.alice).post(reverse("portal:workspace-leave", args=["acme"]), follow=True)
+    response = signed_in(cast.alice).post(
+        reverse("portal:workspace-leave", args=["acme"]), {"confirm": "yes"}, follow=True
+    )
     assert Membership.objects.get(workspace=cast.acme, user=cast.alice).role == Role.OWNER
     assert any("at least one Owner" in m for m in _messages(response))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from django.http import Http404
 
-from apps.rbac.access import Access, PermissionDenied, check_role_change, workspace_for
+from apps.rbac.access import Access, PermissionDenied, RoleRequired, check_role_change, workspace_for
 from apps.rbac.roles import ASSIGNABLE, Capability, Role
 from apps.workspaces.models import Workspace
 
@@ -89,9 +89,26 @@ def test_workspace_for_gives_every_capability_as_the_table_says(cast, capability
         if capability in EXPECTED[role]:
             assert workspace_for(user=user, slug="acme", capability=capability).role == role
         else:
-            # Lacking the capability looks exactly like the workspace not existing.
-            with pytest.raises(Http404):
+            # A member knows the workspace: lacking the capability is a 403 that names the role needed.
+            with pytest.raises(RoleRequired) as refused:
                 workspace_for(user=user, slug="acme", capability=capability)
+            assert not isinstance(refused.value, Http404)
+            assert refused.value.access.role == role and refused.value.capability == capability
+
+
+@pytest.mark.parametrize(
+    ("user", "capability", "message"),
+    [
+        ("carol", C.VIEW_AUDIT, "This page is for the workspace's Owners and Admins; you are a Member."),
+        ("carol", C.MANAGE_MEMBERS, "This page is for the workspace's Owners and Admins; you are a Member."),
+        ("bob", C.DELETE_WORKSPACE, "This page is for the workspace's Owners; you are an Admin."),
+        ("carol", C.MANAGE_PRIVILEGED, "This page is for the workspace's Owners; you are a Member."),
+    ],
+)
+def test_the_refusal_names_the_roles_the_page_needs(cast, user, capability, message):
+    with pytest.raises(RoleRequired) as refused:
+        workspace_for(user=getattr(cast, user), slug="acme", capability=capability)
+    assert refused.value.message == str(refused.value) == message
 
 
 @pytest.mark.parametrize("capability", list(Capability))

@@ -343,6 +343,17 @@ def test_inviting_emails_the_link_and_never_returns_it(cast, client_for, django_
     assert (event.actor, event.target_repr, event.metadata) == (cast.bob, "erin@example.com", {"role": "admin"})
 
 
+def test_re_inviting_a_pending_address_is_refused_unless_replace_is_asked(cast, client_for):
+    invite = url("invitation-list", slug="acme")
+    assert client_for(cast.bob).post(invite, {"email": "erin@example.com", "role": "admin"}).status_code == 201
+    again = client_for(cast.bob).post(invite, {"email": "erin@example.com"})
+    assert again.status_code == 400 and "already has a pending invitation as Admin" in again.json()["error"]
+    assert Invitation.objects.pending().get(email="erin@example.com").role == "admin"
+    replaced = client_for(cast.bob).post(invite, {"email": "erin@example.com", "replace": True}, format="json")
+    assert replaced.status_code == 201
+    assert Invitation.objects.pending().get(email="erin@example.com").role == "member"
+
+
 def test_an_admin_cannot_invite_an_owner(cast, client_for):
     response = client_for(cast.bob).post(
         url("invitation-list", slug="acme"), {"email": "erin@example.com", "role": "owner"}

@@ -8,19 +8,17 @@ import pytest
 
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
+from apps.core.epochs import epoch_bump
 from apps.rbac.access import PermissionDenied
 from apps.workspaces.models import Workspace
 from apps.workspaces.services import workspace_set_deny_by_default
 
 
-def test_admin_turns_deny_by_default_on_and_off_with_an_audit_row_each(cast, django_capture_on_commit_callbacks):
-    with (
-        mock.patch("apps.core.shared_state.bump") as bump,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+def test_admin_turns_deny_by_default_on_and_off_with_an_audit_row_each(cast):
+    with mock.patch("apps.core.epochs.epoch_bump", wraps=epoch_bump) as bump:
         workspace_set_deny_by_default(access=cast.access(cast.bob), deny=True, ip="10.0.0.9")
     assert Workspace.objects.get(pk=cast.acme.pk).deny_by_default is True
-    bump.assert_called_once()  # gateway workers reload the workspace once it is committed
+    bump.assert_called_once_with(f"ws:{cast.acme.pk}")  # gateway processes reload the workspace
     event = AuditEvent.objects.filter(workspace=cast.acme).latest("seq")
     assert (event.action, event.actor, event.target_repr, event.ip) == (
         Action.ENFORCEMENT_CHANGED,

@@ -18,9 +18,9 @@ from django.utils import timezone
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
 from apps.core.errors import RuleViolation
+from apps.core.models import Epoch
 from apps.rbac.access import PermissionDenied, access_for, workspace_for
 from apps.rbac.roles import Role
-from apps.tokens import revocation
 from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_create
 from apps.workspaces.models import Enforcement, Invitation, Membership, Plan, Workspace
@@ -351,12 +351,14 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(cast, olivia):
 def test_removing_a_member_revokes_all_their_tokens(cast, django_capture_on_commit_callbacks):
     issued = [token_create(access=cast.access(cast.carol), member=cast.carol, name=n) for n in ("a", "b")]
     bobs = token_create(access=cast.access(cast.bob), member=cast.bob)
+    tokens_epoch = Epoch.objects.filter(scope="tokens").values_list("version", flat=True).first() or 0
     with django_capture_on_commit_callbacks(execute=True):
         member_remove(access=cast.access(cast.bob), membership=membership(cast, cast.carol), ip="10.0.0.1")
     for item in issued:
         item.token.refresh_from_db()
         assert item.token.revoked_at is not None and item.token.revoked_by == cast.bob
-        assert revocation.is_revoked(item.token.digest)
+    # Every gateway process hears of it through the tokens epoch, committed with the change.
+    assert Epoch.objects.get(scope="tokens").version > tokens_epoch
     bobs.token.refresh_from_db()
     assert bobs.token.is_active
     event = last_event(cast.acme)
@@ -367,17 +369,19 @@ def test_removing_a_member_revokes_all_their_tokens(cast, django_capture_on_comm
 def test_if_the_audit_write_fails_nothing_is_removed(cast, django_capture_on_commit_callbacks):
     issued = token_create(access=cast.access(cast.carol), member=cast.carol)
     events_before = AuditEvent.objects.count()
+    epochs_before = list(Epoch.objects.values_list("scope", "version"))
     with (
         mock.patch("apps.workspaces.services.audit_event_record", side_effect=RuntimeError("audit down")),
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError, match="audit down"),
     ):
         member_remove(access=cast.access(cast.alice), membership=membership(cast, cast.carol))
-    assert callbacks == []  # no revocation broadcast for a rolled-back revocation
+    assert callbacks == []
     assert membership(cast, cast.carol).role == Role.MEMBER
     issued.token.refresh_from_db()
     assert issued.token.revoked_at is None and issued.token.revoked_by is None
-    assert not revocation.is_revoked(issued.token.digest)
+    # No invalidation either: the epochs moved in the same transaction and rolled back with it.
+    assert list(Epoch.objects.values_list("scope", "version")) == epochs_before
     assert AuditEvent.objects.count() == events_before  # the token-revoked rows rolled back too
 
 
@@ -478,15 +482,91 @@ def test_revoked_invitation_is_refused(cast):
         invitation_revoke(access=cast.access(cast.alice), invitation=invitation)
 
 
-def test_a_new_invitation_replaces_the_pending_one(cast):
-    first, first_raw = invite(cast, email="erin@example.com")
-    _, second_raw = invite(cast, email="erin@example.com")
+def test_inviting_an_address_with_a_pending_invitation_is_refused(cast):
+    first, first_raw = invite(cast, email="erin@example.com", role=Role.ADMIN)
+    events_before = AuditEvent.objects.count()
+    with pytest.raises(RuleViolation) as refused:
+        invite(cast, email="Erin@example.com", role=Role.MEMBER)
+    expires = f"{first.expires_at:%Y-%m-%d %H:%M} UTC"
+    assert str(refused.value) == (
+        f"erin@example.com already has a pending invitation as Admin, expiring {expires}. "
+        "Revoke it first, or replace it with this one."
+    )
     first.refresh_from_db()
-    assert first.status == "revoked"
+    assert (first.status, first.role) == ("pending", Role.ADMIN)
+    assert Invitation.objects.filter(email="erin@example.com").count() == 1
+    assert AuditEvent.objects.count() == events_before
+    erin = UserFactory(email="erin@example.com")
+    assert invitation_accept(user=erin, raw=first_raw).role == Role.ADMIN
+
+
+def test_an_invitation_replaces_the_pending_one_only_when_told_to(cast, django_capture_on_commit_callbacks):
+    first, first_raw = invite(cast, email="erin@example.com", role=Role.ADMIN)
+    with django_capture_on_commit_callbacks(execute=True):
+        second, second_raw = invitation_create(
+            access=cast.access(cast.bob), email="erin@example.com", role=Role.MEMBER, replace=True
+        )
+    first.refresh_from_db()
+    assert first.status == "revoked" and second.status == "pending"
+    assert len(mail.outbox) == 1 and second_raw in mail.outbox[0].body
+    revoked, invited = AuditEvent.objects.filter(workspace=cast.acme).order_by("-seq")[:2][::-1]
+    assert (revoked.action, revoked.actor_id, revoked.target_id, revoked.metadata) == (
+        Action.INVITATION_REVOKED,
+        cast.bob.pk,
+        str(first.pk),
+        {"replaced": True},
+    )
+    assert (invited.action, invited.target_id, invited.metadata) == (
+        Action.MEMBER_INVITED,
+        str(second.pk),
+        {"role": "member", "replaces": first.pk},
+    )
     erin = UserFactory(email="erin@example.com")
     with pytest.raises(RuleViolation):
         invitation_accept(user=erin, raw=first_raw)
-    invitation_accept(user=erin, raw=second_raw)
+    assert invitation_accept(user=erin, raw=second_raw).role == Role.MEMBER
+
+
+def test_replace_without_a_pending_invitation_is_a_plain_invitation(cast):
+    invitation, _ = invitation_create(access=cast.access(cast.bob), email="erin@example.com", replace=True)
+    assert last_event(cast.acme).metadata == {"role": "member"}
+    assert invitation.status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_invitations_to_one_address_at_once_leave_one_pending(cast, require_postgres):
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def invite_as(role):
+        try:
+            access = access_for(user=cast.alice, workspace=cast.acme)
+            barrier.wait()
+            invitation_create(access=access, email="erin@example.com", role=role)
+            outcomes.append("done")
+        except RuleViolation as exc:
+            outcomes.append(str(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=invite_as, args=(role,)) for role in (Role.ADMIN, Role.MEMBER)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # The workspace row lock queues the second, which then sees the first's invitation.
+    done, refused = sorted(outcomes)
+    assert done == "done" and refused.startswith("erin@example.com already has a pending invitation as ")
+    assert Invitation.objects.pending().filter(email="erin@example.com").count() == 1
+
+
+def test_an_expired_or_revoked_invitation_does_not_block_a_new_one(cast):
+    expired, _ = invite(cast, email="erin@example.com")
+    Invitation.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    revoked, _ = invite(cast, email="erin@example.com")
+    invitation_revoke(access=cast.access(cast.alice), invitation=revoked)
+    fresh, _ = invite(cast, email="erin@example.com")
+    assert fresh.status == "pending"
 
 
 def test_invitation_to_a_deleted_workspace_is_refused(cast):

@@ -12,7 +12,7 @@ from apps.audit import export
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent, ToolCall
 
-_CHAIN_FIELDS = ["id", "seq", "created_at", "prev_hash", "row_hash"]
+_CHAIN_FIELDS = ["id", "seq", "created_at", "prev_hash", "row_hash", "key_id"]
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -50,6 +50,8 @@ class ToolCallSerializer(serializers.ModelSerializer):
             "session_id",
             "request_id",
             "shadow_blocked",
+            "record_id",
+            "quarantine",
         ]
         read_only_fields = fields
 

@@ -57,7 +57,11 @@ class Catalog:
 def _names(server_items: list[tuple[ServerEntry, list[dict]]], key: str) -> dict[tuple[int, str], str]:
     """Exposed names: the server's prefix if it has one; else the bare name unless it collides."""
     bare = Counter(
-        item.get(key) for server, items in server_items if not server.prefix for item in items if item.get(key)
+        item.get(key)
+        for server, items in server_items
+        if not server.prefix
+        for item in items
+        if isinstance(item.get(key), str)
     )
     names = {}
     for server, items in server_items:
@@ -90,6 +94,10 @@ async def _fetch(server: ServerEntry, method: str, key: str) -> list[dict] | Exc
         return await asyncio.wait_for(upstream.list_all(method, key, timeout=LIST_TIMEOUT), LIST_TIMEOUT)
     except (UpstreamError, TimeoutError) as exc:
         return exc
+    except Exception as exc:
+        # Whatever went wrong with this upstream, the others' tools are still listed.
+        logger.exception("listing %s of upstream %s failed", method, server.slug)
+        return UpstreamError(f"upstream {server.slug} {method} failed ({type(exc).__name__})")
 
 
 async def build(config: WorkspaceConfig) -> Catalog:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,6 @@ from apps.gateway.runtime.upstream import Notify, UpstreamError, upstream_for
 logger = logging.getLogger(__name__)
 
 SERVER_VERSION = "1.0.0"
-CALL_TIMEOUT = 60.0
 LIST_TTL_MS = int(catalogs.CATALOG_TTL * 1000)
 
 # JSON-RPC error codes. -32000..-32019 are implementation-defined.
@@ -31,10 +32,13 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-UPSTREAM_ERROR = -32000
+# -32000, the upstream failed: runtime.upstream.UPSTREAM_ERROR
 TOOL_NOT_ALLOWED = -32003
 TOOL_CHANGED = -32004
 RATE_LIMITED = -32005
+
+# The methods that reach an upstream's tools or data: each one is a ToolCall row.
+RECORDED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 CANCELLED = 499  # the audit status of a call abandoned before its answer (nginx's "client closed request")
 
@@ -141,6 +145,17 @@ def rule_blocks(caller: Caller, server_slug: str, name: str) -> bool:
     if not rules:
         return caller.config.deny_by_default
     return (server_slug, name) not in rules and (server_slug, "*") not in rules
+
+
+def _printable(name: str) -> bool:
+    """No control characters (NUL…) and no unpaired surrogates: no real tool, prompt or URI has them."""
+    if name.isprintable():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(unicodedata.category(char) in ("Cc", "Cs") for char in name)
 
 
 def visible(caller: Caller, server_slug: str, name: str) -> bool:
@@ -256,7 +271,7 @@ async def dispatch(caller: Caller, message: dict[str, Any], notify: Notify | Non
         built = await catalog_for(caller.config)
         templates = [e.definition for e in built.templates if visible(caller, e.server.slug, "*")]
         return _finish(caller, {"resourceTemplates": templates}, cacheable=True)
-    if method in ("tools/call", "prompts/get", "resources/read"):
+    if method in RECORDED_METHODS:
         return await _call(caller, message, method, params, notify)
     if method == "completion/complete":
         return await _complete(caller, params)
@@ -297,18 +312,20 @@ async def _complete(caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
     forwarded = {k: v for k, v in params.items() if k != "_meta"}
     forwarded["ref"] = ref
     try:
-        reply = await upstream_for(server.upstream).request("completion/complete", forwarded, timeout=CALL_TIMEOUT)
-    except UpstreamError as exc:
-        raise RpcError(UPSTREAM_ERROR, f"Upstream server {server.slug} failed: {exc}", status=502) from None
-    if "error" in reply:
-        error = reply["error"] if isinstance(reply["error"], dict) else {}
-        raise RpcError(
-            int(error.get("code", INTERNAL_ERROR)),
-            str(error.get("message", "Upstream error")),
-            data=error.get("data"),
-            status=502,
+        result = await upstream_for(server.upstream).call(
+            "completion/complete", forwarded, workspace_id=caller.config.id, workspace_slug=caller.config.slug
         )
-    return _finish(caller, reply.get("result") or {"completion": {"values": []}})
+        return _finish(caller, result or {"completion": {"values": []}})
+    except UpstreamError as exc:  # unreachable, busy, malformed, or the upstream's own error (relayed)
+        raise RpcError(exc.code, exc.client_message, data=exc.data, status=exc.status) from None
+    except Exception:
+        logger.exception("completion/complete through upstream %s failed", server.slug)
+        raise RpcError(
+            INTERNAL_ERROR,
+            f"The gateway failed relaying completion/complete to upstream server {server.slug}; "
+            "its log has the details.",
+            status=502,
+        ) from None
 
 
 async def _call(
@@ -321,6 +338,13 @@ async def _call(
     try:
         if not isinstance(name, str) or not name:
             raise RpcError(INVALID_PARAMS, f"{method} needs params.{name_key} (a string).", status=400)
+        if not _printable(name):
+            raise RpcError(
+                INVALID_PARAMS,
+                f"Invalid params.{name_key}: it contains a control character (such as NUL) or an unpaired "
+                "surrogate; send the exact name from the list.",
+                status=400,
+            )
         if method == "tools/call" and not isinstance(params.get("arguments", {}), dict):
             raise RpcError(INVALID_PARAMS, "params.arguments must be an object.", status=400)
         built = await catalog_for(caller.config)
@@ -369,24 +393,17 @@ async def _call(
             # 2025-era upstream that sends them unasked.
             notify = _without_log_messages(notify)
         try:
-            reply = await upstream_for(server.upstream).request(method, forwarded, timeout=CALL_TIMEOUT, notify=notify)
-        except UpstreamError as exc:
-            raise RpcError(
-                UPSTREAM_ERROR, f"Upstream server {server_slug} failed: {exc}", status=504 if exc.timeout else 502
-            ) from None
-        if "error" in reply:
-            error = reply["error"] if isinstance(reply["error"], dict) else {}
-            raise RpcError(
-                int(error.get("code", INTERNAL_ERROR)),
-                str(error.get("message", "Upstream error")),
-                data=error.get("data"),
-                status=502,
+            # Within the workspace's and the upstream's concurrency limits and the upstream's timeout.
+            result = await upstream_for(server.upstream).call(
+                method, forwarded, workspace_id=caller.config.id, workspace_slug=caller.config.slug, notify=notify
             )
-        result = reply.get("result")
-        if not isinstance(result, dict):
-            raise RpcError(UPSTREAM_ERROR, f"Upstream server {server_slug} sent no result.", status=502)
-        _record(caller, message, method, server_slug, upstream_name, 200, None, started, shadow_blocked)
-        return _finish(caller, result)
+        except UpstreamError as exc:  # unreachable, busy, malformed, or the upstream's own error (relayed)
+            raise RpcError(exc.code, exc.client_message, data=exc.data, status=exc.status) from None
+        answer = _finish(caller, result)
+        # A tool that ran and failed (isError) is relayed as it is, and recorded apart from a success.
+        status = 422 if method == "tools/call" and result.get("isError") is True else 200
+        _record(caller, message, method, server_slug, upstream_name, status, None, started, shadow_blocked)
+        return answer
     except RpcError as exc:
         _record(caller, message, method, server_slug, upstream_name, exc.status, exc.code, started, shadow_blocked)
         raise
@@ -395,6 +412,16 @@ async def _call(
         # upstream all the same, so it goes on record (499: closed before the answer).
         _record(caller, message, method, server_slug, upstream_name, CANCELLED, None, started, shadow_blocked)
         raise
+    except Exception:
+        # A bug, or an answer no check above foresaw: the caller still gets an answer and the
+        # call a row. The traceback is logged; arguments, results and headers are not.
+        logger.exception("%s through upstream %s failed", method, server_slug or "?")
+        _record(caller, message, method, server_slug, upstream_name, 502, INTERNAL_ERROR, started, shadow_blocked)
+        raise RpcError(
+            INTERNAL_ERROR,
+            f"The gateway failed relaying {method} to upstream server {server_slug or '?'}; its log has the details.",
+            status=502,
+        ) from None
 
 
 _touched: dict[int, float] = {}
@@ -411,15 +438,20 @@ def _record(
     started: float,
     shadow_blocked: bool,
 ) -> None:
+    """Put the call on record (the spool) before its answer goes out. Field values are
+    cleaned and bounded by the audit service, whatever a client or an upstream sent."""
     now = timezone.now()
     token = caller.token
     touch = None
     last = _touched.get(token.id)
     if last is None or time.monotonic() - last > 60:
+        if len(_touched) > 100_000:
+            _touched.clear()  # bounded; a token touched again soon is written again, at most once a minute
         _touched[token.id] = time.monotonic()
         touch = token.id
     recorder.record(
         {
+            "record_id": os.urandom(16).hex(),
             "workspace_id": caller.config.id,
             "member_id": token.user_id,
             "member_repr": token.email,
@@ -436,7 +468,7 @@ def _record(
             "session_id": caller.session_id[:100],
             "request_id": str(message.get("id", ""))[:100],
             "shadow_blocked": shadow_blocked,
-            "created_at": now,
+            "created_at": now.isoformat(),
         },
         token_id=touch,
         now=now,

@@ -44,10 +44,14 @@ class _Connection:
 class UpstreamTransport(httpx2.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 (and HTTPS); one per event loop. Of httpx2's ``Limits``,
     ``max_connections`` bounds the requests in flight (beyond it callers wait, up to the pool
-    timeout), ``max_keepalive_connections`` the idle connections kept per upstream."""
+    timeout and at most ``pool_timeout`` seconds, whatever the request's own timeouts),
+    ``max_keepalive_connections`` the idle connections kept per upstream."""
 
-    def __init__(self, *, limits: httpx2.Limits, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self, *, limits: httpx2.Limits, verify: ssl.SSLContext | bool = True, pool_timeout: float | None = None
+    ) -> None:
         self._max_connections = limits.max_connections
+        self._pool_timeout = pool_timeout
         self._max_idle = limits.max_keepalive_connections or 0
         self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
         self._verify = verify
@@ -72,11 +76,16 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._max_connections)
         if self._slots.locked():
+            wait = timeouts.get("pool")
+            if self._pool_timeout is not None and (wait is None or wait > self._pool_timeout):
+                wait = self._pool_timeout
             try:
-                async with asyncio.timeout(timeouts.get("pool")):
+                async with asyncio.timeout(wait):
                     await self._slots.acquire()
             except TimeoutError:
-                raise httpx2.PoolTimeout("no free upstream connection", request=request) from None
+                raise httpx2.PoolTimeout(
+                    f"all {self._max_connections} upstream connections are in use", request=request
+                ) from None
         else:
             await self._slots.acquire()
 

@@ -1,127 +1,305 @@
-"""Recording tool calls without slowing requests down.
+"""Recording gateway calls so that no answered call is ever without its audit row.
 
-The view only appends a dict to an in-process queue. A background thread drains the
-queue in batches into the audit chain (one transaction per workspace per batch) and
-writes tokens' ``last_used_at`` at most once a minute each. At interpreter exit (a
-graceful restart) the thread drains whatever is left, so no row is lost.
+**The spool.** Before the gateway answers a call, the call's row goes into this process's
+spool: a local append-only file (one JSON line per row, one ``write()`` to the page cache,
+a few microseconds). A background thread replays the spool into the audit chain in
+batches (one transaction per workspace per batch) and only then moves past those rows.
+So:
 
-The thread shares the GIL with the event loop, and a batch costs a fixed few
-milliseconds (a transaction, on SQLite a fresh connection) plus ~0.1 ms a row. So it
-waits ``INTERVAL`` between batches while calls keep coming: a few large batches a second
-cost the loop far less than many small ones, and a row still lands within a second.
-``flush()`` wakes it at once.
+* a crash, ``kill -9`` or OOM kill loses nothing the kernel has accepted: the next
+  process to start on the same spool directory (or a sibling already running, within
+  ``ADOPT_EVERY`` seconds) adopts the dead process's segment files and replays them;
+* a database outage loses nothing: the thread retries with back-off while rows wait on
+  disk (bounded by ``MCPNEST_SPOOL_MAX_BYTES``; beyond it the gateway refuses calls with
+  503 instead of answering calls it could not record), then writes them in order;
+* replay is idempotent: every row carries a random ``record_id`` and the audit service
+  skips ids already written, so a crash between the database commit and the thread
+  moving on writes no duplicate.
+
+Segment files live in ``MCPNEST_SPOOL_DIR/<database id>/`` (the id names the database,
+so a directory shared by mistake never sends rows to the wrong one). Each is locked with
+``flock`` by the process that writes it; a segment whose lock is free belongs to a dead
+process. A host crash (power loss) can lose what the kernel had not written to disk yet:
+the spool protects against process failures, not machine failures.
+
+The thread waits ``INTERVAL`` between batches while calls keep coming: a few large
+batches a second cost the event loop (which shares the GIL) far less than many small
+ones, and a row still lands within a second. ``flush()`` wakes it at once.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
+import hashlib
+import json
 import logging
-import queue
+import os
+import socket
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import close_old_connections, connections
 
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
 INTERVAL = 0.25
+SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment past this; consumed ones are deleted
+ADOPT_EVERY = 5.0
+MAX_BACKOFF = 5.0
+
+
+class SpoolError(Exception):
+    """The spool cannot take a row (full, or the disk refused the write)."""
+
+
+def database_id() -> str:
+    """A short name for the database the audit rows belong to."""
+    db = connections["default"].settings_dict
+    identity = f"{db['ENGINE']}|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{db['NAME']}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Segment:
+    path: Path
+    fd: int
+    size: int = 0  # bytes written (whole lines only)
+    offset: int = 0  # bytes replayed into the database
+
+
+def _lines(data: bytes) -> list[dict[str, Any]]:
+    rows = []
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        # A damaged line (a torn write) still gets a row: the audit service quarantines it.
+        rows.append(row if isinstance(row, dict) else {"_spool_line": line[:8000].decode("utf-8", "replace")})
+    return rows
 
 
 class Recorder:
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards the segments and counters
+        self._segments: deque[_Segment] = deque()
+        self._directory: Path | None = None
+        self._written = 0
+        self._committed = 0
         self._touches: dict[int, datetime] = {}
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._progress = threading.Condition()
+        self._adopted_at = 0.0
+        self._counter = 0
+
+    # --- writing (the event loop) -------------------------------------------------------
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._written - self._committed
+
+    def has_room(self) -> bool:
+        return self.pending_bytes < settings.MCPNEST_SPOOL_MAX_BYTES
 
     def record(self, row: dict[str, Any], *, token_id: int | None = None, now: datetime | None = None) -> None:
-        with self._idle:
-            self._pending += 1
-        self._queue.put(row)
-        if token_id is not None and now is not None:
-            self._touches[token_id] = now
+        """Put one row on disk (raises SpoolError if it cannot); it reaches the database shortly."""
+        line = (json.dumps(row, separators=(",", ":"), default=str) + "\n").encode()
+        with self._lock:
+            if not self.has_room():
+                raise SpoolError(
+                    f"the audit spool holds {self.pending_bytes} bytes not yet in the database "
+                    "(MCPNEST_SPOOL_MAX_BYTES); refusing calls until the database catches up"
+                )
+            segment = self._current_segment()
+            try:
+                written = os.write(segment.fd, line)
+            except OSError as exc:
+                raise SpoolError(f"the audit spool cannot be written ({exc.strerror})") from None
+            if written != len(line):  # a short write (disk full): the tail is quarantined on replay
+                raise SpoolError("the audit spool is full (short write)")
+            segment.size += written
+            self._written += written
+            if token_id is not None and now is not None:
+                self._touches[token_id] = now
+        self._ensure_thread()
+
+    def _current_segment(self) -> _Segment:
+        if self._segments and self._segments[-1].size < SEGMENT_BYTES:
+            return self._segments[-1]
+        directory = self._spool_directory()
+        self._counter += 1
+        path = directory / f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}-{self._counter}.jsonl"
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # ours while this process lives
+        segment = _Segment(path=path, fd=fd)
+        self._segments.append(segment)
+        return segment
+
+    def _spool_directory(self) -> Path:
+        if self._directory is None:
+            directory = Path(settings.MCPNEST_SPOOL_DIR) / database_id()
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._directory = directory
+        return self._directory
+
+    # --- replaying (the thread) ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start replaying now (at process start: a dead process's rows are adopted at once)."""
         self._ensure_thread()
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        with self._lock:
+        with self._progress:
             if self._thread is None or not self._thread.is_alive():
                 self._stopping.clear()
                 self._thread = threading.Thread(target=self._run, name="mcpnest-audit-recorder", daemon=True)
                 self._thread.start()
 
-    def _drain(self) -> int:
+    def _write(self, rows: list[dict[str, Any]]) -> bool:
+        """Write rows to the audit chain; False if the database is not answering."""
         from apps.audit.services import tool_calls_record
-        from apps.tokens.models import GatewayToken
 
-        rows = []
-        while len(rows) < BATCH:
-            try:
-                rows.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if rows:
-            for attempt in range(5):
-                try:
-                    tool_calls_record(rows)
-                    break
-                except Exception:
-                    logger.exception("recording %d tool calls failed (attempt %d)", len(rows), attempt + 1)
-                    close_old_connections()
-                    time.sleep(0.2 * (attempt + 1))
-            else:
-                logger.error("dropping %d tool-call audit rows after repeated failures", len(rows))
-        touches, self._touches = self._touches, {}
-        for token_id, used_at in touches.items():
-            GatewayToken.objects.filter(pk=token_id).update(last_used_at=used_at)
-        if rows:
-            with self._idle:
-                self._pending -= len(rows)
-                self._idle.notify_all()
-        close_old_connections()
-        return len(rows)
-
-    def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
-                if self._drain() < BATCH:  # a full batch means a backlog: go on at once
-                    self._wake.wait(INTERVAL)
-                    self._wake.clear()
-            while self._drain():
-                pass
+            tool_calls_record(rows)
+            return True
+        except Exception as exc:
+            # The audit service writes or quarantines every row it can; what reaches us is the
+            # database itself failing. Nothing is lost: the rows stay in the spool.
+            logger.warning("audit database unavailable (%s); %d rows wait in the spool", type(exc).__name__, len(rows))
+            return False
         finally:
             close_old_connections()
 
+    def _replay_own(self) -> int | None:
+        """One batch from our own segments: rows written, or None if the database failed."""
+        with self._lock:
+            if not self._segments:
+                return 0
+            segment = self._segments[0]
+            start, end = segment.offset, segment.size
+        data = os.pread(segment.fd, min(end - start, 4 * 1024 * 1024), start) if end > start else b""
+        lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1][:BATCH]
+        consumed = sum(len(line) + 1 for line in lines)
+        rows = _lines(b"\n".join(lines))
+        if rows and not self._write(rows):
+            return None
+        with self._lock:
+            segment.offset += consumed
+            self._committed += consumed
+            if segment.offset == segment.size and segment is not self._segments[-1]:
+                self._segments.popleft()
+                segment.path.unlink(missing_ok=True)
+                os.close(segment.fd)
+        with self._progress:
+            self._progress.notify_all()
+        return len(rows)
+
+    def _adopt_orphans(self) -> bool:
+        """Replay the segments of dead processes; False if the database failed meanwhile."""
+        directory = self._spool_directory()
+        with self._lock:
+            own = {segment.path for segment in self._segments}
+        for path in sorted(directory.glob("*.jsonl")):
+            if path in own:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # another process adopted it meanwhile
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its writer is alive
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # adopted and removed by another process before we locked it
+                with os.fdopen(os.dup(fd), "rb") as file:
+                    rows = _lines(file.read())
+                logger.warning("replaying %d audit rows left in the spool by a stopped process (%s)", len(rows), path)
+                for start in range(0, len(rows), BATCH):
+                    if not self._write(rows[start : start + BATCH]):
+                        return False  # keep the file; try again later
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        return True
+
+    def _touch_tokens(self) -> None:
+        from apps.tokens.models import GatewayToken
+
+        with self._lock:
+            touches, self._touches = self._touches, {}
+        try:
+            for token_id, used_at in touches.items():
+                GatewayToken.objects.filter(pk=token_id).update(last_used_at=used_at)
+        except Exception:
+            logger.warning("could not record when %d tokens were last used", len(touches))
+        finally:
+            close_old_connections()
+
+    def _run(self) -> None:
+        backoff = INTERVAL
+        while True:
+            if time.monotonic() - self._adopted_at >= ADOPT_EVERY and self._adopt_orphans():
+                self._adopted_at = time.monotonic()
+            written = self._replay_own()
+            if written is None:  # the database failed: wait, then retry the same rows
+                self._wake.wait(backoff)
+                self._wake.clear()
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = INTERVAL
+            if written:
+                self._touch_tokens()
+            if written >= BATCH:
+                continue  # a backlog: go on at once
+            if self._stopping.is_set() and self.pending_bytes == 0:
+                return
+            self._wake.wait(INTERVAL)
+            self._wake.clear()
+
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every recorded row is in the database (tests, benchmarks, shutdown)."""
+        """Wait until every row this process recorded is in the database (tests, benchmarks)."""
         self._ensure_thread()
-        self._wake.set()
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending > 0:
+        with self._progress:
+            while self.pending_bytes > 0:
+                self._wake.set()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._idle.wait(remaining)
+                self._progress.wait(min(remaining, 0.1))
         return True
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """At a graceful shutdown: write what is spooled, then remove our consumed segments.
+        What cannot be written in time stays in the spool for the next process."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
-        # Anything queued after the thread ended is written here, in this thread.
-        while self._drain():
-            pass
+            self._thread.join(timeout=timeout)
+        with self._lock:
+            if self.pending_bytes == 0:
+                while self._segments:
+                    segment = self._segments.popleft()
+                    segment.path.unlink(missing_ok=True)
+                    os.close(segment.fd)
 
 
 recorder = Recorder()
+# A graceful stop (SIGTERM) writes what is spooled; a hard one leaves it for the next process.
 atexit.register(recorder.stop)

@@ -80,3 +80,6 @@ class InvitationSerializer(serializers.ModelSerializer):
 class InvitationCreateSerializer(serializers.Serializer):
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    replace = serializers.BooleanField(
+        default=False, help_text="Replace a pending invitation for this address (otherwise it is refused)."
+    )

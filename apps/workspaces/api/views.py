@@ -172,6 +172,7 @@ class InvitationListView(WorkspaceScopedMixin, generics.ListAPIView):
             access=self.access,
             email=data["email"],
             role=data["role"],
+            replace=data["replace"],
             base_url=request.build_absolute_uri("/").rstrip("/"),
             ip=client_ip(request),
         )

@@ -11,7 +11,10 @@ from apps.workspaces.management.cli import one_line, operator_access, workspace_
 
 
 class Command(BaseCommand):
-    help = "Add and approve an upstream MCP server: addserver SLUG SERVER_SLUG URL [--prefix P] [--header 'N: v']..."
+    help = (
+        "Add and approve an upstream MCP server: addserver SLUG SERVER_SLUG URL [--prefix P] [--header 'N: v']... "
+        "[--timeout SECONDS] [--max-concurrency N]"
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="workspace slug")
@@ -25,13 +28,44 @@ class Command(BaseCommand):
             metavar="'NAME: value'",
             help="a header sent upstream (credentials); stored encrypted, repeatable",
         )
+        parser.add_argument(
+            "--timeout",
+            type=int,
+            default=None,
+            metavar="SECONDS",
+            help="how long a call may wait on this server (default: MCPNEST_GATEWAY_UPSTREAM_TIMEOUT)",
+        )
+        parser.add_argument(
+            "--max-concurrency",
+            type=int,
+            default=None,
+            metavar="N",
+            help="calls to this server in flight at once, per process (default: MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY)",
+        )
 
-    def handle(self, *args, slug: str, server_slug: str, url: str, prefix: str, header: list[str], **options):
+    def handle(
+        self,
+        *args,
+        slug: str,
+        server_slug: str,
+        url: str,
+        prefix: str,
+        header: list[str],
+        timeout: int | None,
+        max_concurrency: int | None,
+        **options,
+    ):
         workspace = workspace_active(slug)
         try:
             headers = dict(parse_header(value) for value in header)
             server = server_add(
-                access=operator_access(workspace), slug=server_slug, url=url, prefix=prefix, headers=headers
+                access=operator_access(workspace),
+                slug=server_slug,
+                url=url,
+                prefix=prefix,
+                headers=headers,
+                timeout_seconds=timeout,
+                max_concurrency=max_concurrency,
             )
         except (ValidationError, RuleViolation) as exc:
             raise CommandError(one_line(exc)) from None

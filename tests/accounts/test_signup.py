@@ -1,0 +1,39 @@
+"""Sign-up is closed outside development; an invitation still lets its invitee in."""
+
+from __future__ import annotations
+
+from django.test import Client
+from django.urls import reverse
+
+from apps.accounts.models import User
+from apps.workspaces.services import invitation_create, invitation_url
+
+
+def _sign_up(client: Client, email: str, next_url: str = ""):
+    data = {"email": email, "password1": "a-long-passphrase-42", "password2": "a-long-passphrase-42"}
+    if next_url:
+        data["next"] = next_url
+    return client.post(reverse("account_signup") + (f"?next={next_url}" if next_url else ""), data)
+
+
+def test_sign_up_is_closed_by_default_without_debug(db, settings):
+    assert settings.ACCOUNT_SIGNUP_OPEN is False  # the test settings run with DEBUG off, as production does
+    page = Client().get(reverse("account_signup"))
+    assert "closed" in page.content.decode().lower()
+    _sign_up(Client(), "stranger@example.com")
+    assert not User.objects.filter(email="stranger@example.com").exists()
+
+
+def test_an_invitation_opens_sign_up_for_its_invitee(cast):
+    _, raw = invitation_create(access=cast.access(cast.alice), email="newcomer@example.com")
+    response = _sign_up(Client(), "newcomer@example.com", invitation_url(raw))
+    assert User.objects.filter(email="newcomer@example.com").exists(), response.content.decode()[:500]
+    # A revoked or unknown invitation opens nothing.
+    _sign_up(Client(), "other@example.com", invitation_url("inv_" + "0" * 48))
+    assert not User.objects.filter(email="other@example.com").exists()
+
+
+def test_sign_up_can_be_opened(db, settings):
+    settings.ACCOUNT_SIGNUP_OPEN = True
+    _sign_up(Client(), "open@example.com")
+    assert User.objects.filter(email="open@example.com").exists()
