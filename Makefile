@@ -12,10 +12,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## run: the portal with embedded defaults (SQLite, in-memory channels, in-process tasks) and demo data
+## run: the portal with embedded defaults (SQLite, in-memory channels, in-process tasks), a demo
+## MCP server on 127.0.0.1:8765 behind the gateway, and demo data (credentials printed last)
 run: $(STAMP)
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
-	DEBUG=1 $(BIN)/python manage.py seed_demo
+	DEBUG=1 $(BIN)/python manage.py demo_upstream & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
+	DEBUG=1 $(BIN)/python manage.py seed_demo && \
 	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## test: the whole test suite (uses DATABASE_URL / REDIS_URL when set; otherwise SQLite, and Redis tests skip)

@@ -10,5 +10,6 @@ urlpatterns = [
     path("workspaces/", include("apps.workspaces.api.urls")),
     path("workspaces/<slug:slug>/tokens/", include("apps.tokens.api.urls")),
     path("workspaces/<slug:slug>/audit/", include("apps.audit.api.urls")),
+    path("workspaces/<slug:slug>/gateway/", include("apps.gateway.api.urls")),
     path("me/", include("apps.accounts.api.urls")),
 ]

@@ -66,6 +66,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def client_for():
+    """``client_for(user)``: a REST API client signed in as ``user`` (anonymous without one)."""
+    from rest_framework.test import APIClient
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
 def require_postgres(db):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)")

@@ -9,18 +9,29 @@ class AccountAdapter(DefaultAccountAdapter):
         pending invitation (the sign-up page's ``next`` is the invitation's link)."""
         if settings.ACCOUNT_SIGNUP_OPEN:
             return True
-        return _pending_invitation_in(request)
+        return _pending_invitation_in(request) is not None
+
+    def is_email_verified(self, request, email: str) -> bool:
+        """An invitation link proves its address: whoever signs up with it as the invited
+        e-mail needs no second confirmation mail."""
+        invitation = _pending_invitation_in(request)
+        if invitation is not None and invitation.email.lower() == (email or "").lower():
+            return True
+        return super().is_email_verified(request, email)
 
 
-def _pending_invitation_in(request) -> bool:
+def _pending_invitation_in(request):
+    """The pending invitation whose link is this sign-up's ``next``, if any."""
     from apps.workspaces.services import invitation_lookup
 
     target = request.POST.get("next") or request.GET.get("next") or ""
     try:
         match = resolve(target.split("?")[0])
     except Resolver404:
-        return False
+        return None
     if match.view_name != "portal:invitation-accept":
-        return False
+        return None
     invitation = invitation_lookup(match.kwargs["secret"])
-    return invitation is not None and invitation.status == "pending" and not invitation.workspace.is_deleted
+    if invitation is None or invitation.status != "pending" or invitation.workspace.is_deleted:
+        return None
+    return invitation

@@ -35,6 +35,7 @@ class Action(StrEnum):
     ALLOWLIST_CHANGED = "allowlist.changed"
     TOOL_DEFINITION_CHANGED = "tool.definition_changed"
     TOOL_REAPPROVED = "tool.reapproved"
+    TOOL_PIN_REJECTED = "tool.rejected"
     # Sign-in and the audit trail itself
     API_KEY_CREATED = "auth.api_key_created"
     API_KEY_REVOKED = "auth.api_key_revoked"

@@ -57,6 +57,12 @@ class UpstreamServer(models.Model):
     health_checked_at = models.DateTimeField(null=True, blank=True)
     health_ok = models.BooleanField(null=True, blank=True)
     health_detail = models.CharField(max_length=300, blank=True)
+    # When a check was last asked for (the portal's "Check now"); it runs as a task, so until
+    # health_checked_at passes this, the check is still under way.
+    check_requested_at = models.DateTimeField(null=True, blank=True)
+    # A requested server's tools as its last check listed them, for the Owner or Admin who
+    # decides on the request (never used by the gateway: approval pins what is offered then).
+    offered_tools = models.JSONField(null=True, blank=True, editable=False)
     timeout_seconds = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -83,6 +89,12 @@ class UpstreamServer(models.Model):
     @property
     def is_live(self) -> bool:
         return self.enabled and self.status == self.Status.APPROVED
+
+    @property
+    def checking(self) -> bool:
+        """A check was asked for and has not finished yet."""
+        requested = self.check_requested_at
+        return requested is not None and (self.health_checked_at is None or self.health_checked_at < requested)
 
     @property
     def header_names(self) -> list[str]:
@@ -120,8 +132,17 @@ class ToolPin(models.Model):
     """The approved definition of one upstream tool (defence against "rug pulls").
 
     When the upstream later presents a different definition it is stored as pending and
-    the tool is withheld until an Owner or Admin re-approves it.
+    the tool is withheld until an Owner or Admin re-approves it. A tool never approved has
+    an empty ``fingerprint``. A rejected pending definition stays in ``pending_*`` with
+    ``rejected_at`` set: the tool stays withheld, and the same definition is not offered for
+    approval again (the gateway reports only definitions that differ from both fingerprints).
     """
+
+    class State(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        PENDING_CHANGE = "pending_change", "Changed, waiting for approval"
+        NEW = "new", "New, waiting for approval"
+        REJECTED = "rejected", "Change rejected (withheld)"
 
     server = models.ForeignKey(UpstreamServer, on_delete=models.CASCADE, related_name="pins")
     tool_name = models.CharField(max_length=200)
@@ -130,6 +151,10 @@ class ToolPin(models.Model):
     pending_fingerprint = models.CharField(max_length=64, blank=True)
     pending_definition = models.JSONField(null=True, blank=True)
     pending_since = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -144,4 +169,18 @@ class ToolPin(models.Model):
 
     @property
     def has_pending_change(self) -> bool:
-        return bool(self.pending_fingerprint)
+        """A definition waits for an Owner or Admin (a rejected one no longer does)."""
+        return bool(self.pending_fingerprint) and self.rejected_at is None
+
+    @property
+    def state(self) -> str:
+        if self.pending_fingerprint and self.rejected_at is not None:
+            return self.State.REJECTED
+        if self.pending_fingerprint:
+            return self.State.PENDING_CHANGE if self.fingerprint else self.State.NEW
+        return self.State.APPROVED
+
+    @property
+    def shown_definition(self) -> dict:
+        """The approved definition, or for a tool never approved the one it presents."""
+        return self.definition if self.fingerprint else (self.pending_definition or {})

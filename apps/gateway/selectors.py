@@ -1,4 +1,5 @@
-"""Reads for the portal's Security tab: the live tool list, allowlists and pin diffs."""
+"""Reads for the portal's Security tab: the live tool list, allowlists, each server's tools,
+what waits for approval and pin diffs."""
 
 from __future__ import annotations
 
@@ -118,12 +119,79 @@ def allowlists(workspace: Workspace) -> dict[int, list[str]]:
 
 
 def pending_pins(workspace: Workspace) -> list[ToolPin]:
+    """Tool definitions waiting for an Owner or Admin (not the rejected ones)."""
     return list(
-        ToolPin.objects.filter(server__workspace=workspace)
+        ToolPin.objects.filter(server__workspace=workspace, rejected_at__isnull=True)
         .exclude(pending_fingerprint="")
         .select_related("server")
         .order_by("server__position", "server__slug", "tool_name")
     )
+
+
+# The navigation badge says "99+" past this: counting stops there.
+WAITING_CAP = 100
+
+
+def approvals_waiting(workspace: Workspace, *, servers: bool = True, pins: bool = True) -> int:
+    """How many server requests (``servers``) and tool definitions (``pins``) wait for a decision.
+
+    One query, no COUNT: at most WAITING_CAP ids are read.
+    """
+    parts = []
+    if servers:
+        parts.append(
+            UpstreamServer.objects.filter(workspace=workspace, status=UpstreamServer.Status.REQUESTED)
+            .order_by()
+            .values_list("pk", flat=True)
+        )
+    if pins:
+        parts.append(
+            ToolPin.objects.filter(server__workspace=workspace, rejected_at__isnull=True)
+            .exclude(pending_fingerprint="")
+            .order_by()
+            .values_list("pk", flat=True)
+        )
+    if not parts:
+        return 0
+    first, *others = parts
+    return len(first.union(*others, all=True)[:WAITING_CAP] if others else first[:WAITING_CAP])
+
+
+@dataclass(frozen=True)
+class ToolRow:
+    """One tool of a server as the Security tab shows it."""
+
+    name: str
+    description: str
+    input_schema: str  # pretty-printed JSON ("" when the tool declares none)
+    state: str  # a ToolPin.State value, or "offered" (a requested server's listing)
+    state_label: str
+
+
+def _tool_row(definition: Any, name: str, state: str, label: str) -> ToolRow:
+    definition = definition if isinstance(definition, dict) else {}
+    description = definition.get("description")
+    schema = definition.get("inputSchema")
+    return ToolRow(
+        name=name,
+        description=description if isinstance(description, str) else "",
+        input_schema=json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) if schema else "",
+        state=state,
+        state_label=label,
+    )
+
+
+def server_tools(server: UpstreamServer) -> list[ToolRow]:
+    """The tools of ``server`` with their pinned definitions, or for a requested server the
+    ones its last check listed. Reads ``server.pins.all()``: prefetch ``pins`` for a list."""
+    if server.status == UpstreamServer.Status.REQUESTED:
+        offered = server.offered_tools or []
+        rows = [_tool_row(tool, tool["name"], "offered", "Offered") for tool in offered if isinstance(tool, dict)]
+        return sorted(rows, key=lambda row: row.name)
+    return [
+        _tool_row(pin.shown_definition, pin.tool_name, pin.state, ToolPin.State(pin.state).label)
+        for pin in sorted(server.pins.all(), key=lambda pin: pin.tool_name)
+    ]
 
 
 def _pretty(definition: Any) -> list[str]:

@@ -1,18 +1,22 @@
 """Writes for the gateway: upstream servers, allowlists and tool pins.
 
 Each write bumps the workspace's epoch (on commit) so every gateway worker reloads its
-snapshot within a second.
+snapshot within a second. Upstreams are contacted outside any transaction: a check runs
+as a task (``apps.gateway.tasks.server_check``) queued on commit.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.events import Action
@@ -20,7 +24,8 @@ from apps.audit.services import audit_event_record
 from apps.core import epochs
 from apps.core.errors import RuleViolation
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
-from apps.rbac.roles import Capability
+from apps.rbac.roles import Capability, roles_with
+from apps.workspaces.models import Membership
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -45,6 +50,30 @@ def _audit(server: UpstreamServer, actor: User | None, action: Action, ip: str |
         target_repr=server.slug,
         metadata=metadata,
         ip=ip,
+    )
+
+
+def _notify_approvers(workspace: Workspace, capability: Capability, *, subject: str, lines: list[str]) -> None:
+    """E-mail the members who can decide (Owners and Admins), once the transaction commits.
+
+    Call it where the item first appears, so each item is announced once. A mail server
+    that fails is logged, never undoes the change (``robust``).
+    """
+    roles = [role.value for role in roles_with(capability)]
+    recipients = list(
+        Membership.objects.filter(workspace=workspace, role__in=roles, user__is_active=True)
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
+    if not recipients:
+        return
+    page = reverse("portal:security", args=[workspace.slug])
+    body = "\n".join([*lines, "", f"Review it on the Security tab of “{workspace.name}”: {page}", ""])
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"[MCPNest] {workspace.name}: {subject}", message=body, from_email=None, recipient_list=recipients
+        ),
+        robust=True,
     )
 
 
@@ -187,6 +216,16 @@ def server_add(
                     if value is not None
                 },
             )
+            if not can_manage:
+                _notify_approvers(
+                    workspace,
+                    Capability.MANAGE_SERVERS,
+                    subject=f"server {server.slug} waits for your approval",
+                    lines=[
+                        f"{access.user.email} asked to add the MCP server “{server.slug}” ({server.url}).",
+                        "Nothing contacts it until an Owner or Admin checks or approves it.",
+                    ],
+                )
     except IntegrityError:
         raise ValidationError({"slug": f"{workspace.slug} already has a server called {server.slug!r}."}) from None
     if can_manage:
@@ -272,6 +311,7 @@ def server_approve(*, access: Access, server: UpstreamServer, ip: str | None = N
         server.approved_by = _actor(access)
         server.approved_at = now
         server.health_checked_at, server.health_ok, server.health_detail = now, ok, detail[:300]
+        server.offered_tools = None  # from here on the pins say what it offers
         server.save()
         for tool in tools:
             if isinstance(tool.get("name"), str):
@@ -317,21 +357,112 @@ def server_remove(*, access: Access, server: UpstreamServer, ip: str | None = No
     server.delete()
 
 
-def server_health_check(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
-    """Connect to the upstream now (as approval does) and record whether it answered."""
-    from apps.gateway.runtime.upstream import UpstreamError
-
+def _require_server(access: Access, server: UpstreamServer) -> None:
     access.require(Capability.MANAGE_SERVERS)
     if server.workspace_id != access.workspace.pk:
         raise RuleViolation("That server belongs to another workspace.")
+
+
+def server_check_request(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
+    """Ask for a check of ``server`` (the portal's *Check now*): queued as a task on commit.
+
+    The check itself (``server_health_check``) contacts the upstream, so it never runs
+    inside this transaction; until it has run, ``server.checking`` is true.
+    """
+    from apps.gateway import tasks
+
+    _require_server(access, server)
+    actor = _actor(access)
+    with transaction.atomic():
+        server.check_requested_at = timezone.now()
+        UpstreamServer.objects.filter(pk=server.pk).update(check_requested_at=server.check_requested_at)
+        transaction.on_commit(lambda: tasks.server_check.delay(server.pk, actor.pk if actor else None, ip))
+    return server
+
+
+def server_health_check(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
+    """Check ``server`` now, for ``access`` (audited with the actor): see ``server_check``."""
+    _require_server(access, server)
+    return server_check(server=server, actor=_actor(access), ip=ip)
+
+
+@dataclass(frozen=True)
+class _Listing:
+    tools: list[dict[str, Any]]
+    waiting: int = 0  # tools withheld until an Owner or Admin approves their definition
+    rejected: int = 0  # tools withheld with a definition that was rejected
+
+    @property
+    def detail(self) -> str:
+        parts = [f"{len(self.tools)} tools"]
+        if self.waiting:
+            parts.append(f"{self.waiting} waiting for approval")
+        if self.rejected:
+            parts.append(f"{self.rejected} rejected")
+        return ", ".join(parts)
+
+
+def _observe(server: UpstreamServer, tools: list[dict[str, Any]]) -> _Listing:
+    """Hold every listed tool whose definition differs from its pin, as the gateway does.
+
+    The gateway's catalog calls ``pin_observe`` for each tool whose fingerprint is neither
+    the approved nor the pending one; so does this, and ``pin_observe`` itself ignores a
+    definition it already holds.
+    """
+    from apps.gateway.runtime.catalog import fingerprint
+
+    pins = {pin.tool_name: pin for pin in ToolPin.objects.filter(server=server)}
+    waiting = rejected = 0
+    for tool in tools:
+        pin, current = pins.get(tool["name"]), fingerprint(tool)
+        if pin is not None and current == pin.fingerprint:
+            continue
+        if pin is not None and current == pin.pending_fingerprint:
+            if pin.rejected_at is None:
+                waiting += 1
+            else:
+                rejected += 1
+            continue
+        pin_observe(server_id=server.pk, tool_name=tool["name"], definition=tool, fingerprint=current)
+        waiting += 1
+    return _Listing(tools, waiting, rejected)
+
+
+def server_check(
+    *, server: UpstreamServer, actor: User | None = None, ip: str | None = None, scheduled: bool = False
+) -> UpstreamServer:
+    """Ask the upstream for its tools now and record what it said.
+
+    Contacts the upstream, so call it outside any transaction (the task
+    ``apps.gateway.tasks.server_check`` does). An approved server's changed and new tools
+    are held for approval exactly as when the gateway lists them (``pin_observe``); a
+    requested server's listing is kept on it (``offered_tools``) for whoever decides on the
+    request. The health fields always change; the audit trail gets the check, except a
+    ``scheduled`` one that found the server as healthy (or as down) as before.
+    """
+    from apps.gateway.runtime.upstream import UpstreamError
+
+    was_ok = server.health_ok
+    fields: dict[str, Any] = {}
     try:
-        ok, detail = True, f"{len(_fetch_tools(server))} tools"
+        tools = [tool for tool in _fetch_tools(server) if isinstance(tool, dict) and isinstance(tool.get("name"), str)]
     except UpstreamError as exc:
         ok, detail = False, str(exc)
+    else:
+        fields["transport"] = server.transport  # as the upstream turned out to speak
+        if server.status == UpstreamServer.Status.REQUESTED:
+            ok, detail = True, _Listing(tools).detail
+            fields["offered_tools"] = tools
+        else:
+            ok, detail = True, _observe(server, tools).detail
+    fields.update(health_checked_at=timezone.now(), health_ok=ok, health_detail=detail[:300])
     with transaction.atomic():
-        server.health_checked_at, server.health_ok, server.health_detail = timezone.now(), ok, detail[:300]
-        server.save(update_fields=["health_checked_at", "health_ok", "health_detail", "transport"])
-        _audit(server, _actor(access), Action.HEALTH_CHECKED, ip, ok=ok, detail=detail[:300])
+        for name, value in fields.items():
+            setattr(server, name, value)
+        if not UpstreamServer.objects.filter(pk=server.pk).update(**fields):
+            return server  # removed while it was being checked
+        if not scheduled or ok != was_ok:
+            _audit(server, actor, Action.HEALTH_CHECKED, ip, ok=ok, detail=detail[:300])
     return server
 
 
@@ -359,23 +490,96 @@ def parse_rule(text: str) -> tuple[str, str]:
     return server_slug, tool
 
 
+class AllowlistRules(list[str]):
+    """The rules saved (canonical ``server:tool`` strings), with ``warnings`` for the caller."""
+
+    def __init__(self, rules: list[str], warnings: list[str]):
+        super().__init__(rules)
+        self.warnings = warnings
+
+
+def _known_tools(servers: list[UpstreamServer]) -> dict[str, set[str]]:
+    known: dict[str, set[str]] = {server.slug: set() for server in servers}
+    slugs = {server.pk: server.slug for server in servers}
+    for server_id, name in ToolPin.objects.filter(server__in=servers).values_list("server_id", "tool_name"):
+        known[slugs[server_id]].add(name)
+    return known
+
+
+def _names(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def allowlist_canonical(*, workspace: Workspace, rules: list[str]) -> AllowlistRules:
+    """Check ``rules`` against the workspace's servers and their known tools, in the form stored.
+
+    Each rule must name a server of the workspace, and a tool it offers according to its
+    pins (every tool the gateway has seen has one) or ``*``. The tool may be written as
+    the upstream names it or as clients see it (the server's prefix, or ``<server>__`` when
+    names collide); it is stored as ``server:<upstream name>``, the pair the gateway's
+    rule check compares. A server with no known tool (never reached) takes any name, as
+    written, with a warning.
+    """
+    servers = list(UpstreamServer.objects.filter(workspace=workspace).order_by("position", "slug"))
+    by_slug = {server.slug: server for server in servers}
+    known = _known_tools(servers)
+    pairs: set[tuple[str, str]] = set()
+    warnings: list[str] = []
+    for rule in rules:
+        server_slug, tool = parse_rule(rule)
+        server = by_slug.get(server_slug)
+        if server is None:
+            names = _names(list(by_slug)) if by_slug else "none yet"
+            raise RuleViolation(f"Rule {rule.strip()!r} names no server of {workspace.slug} (its servers: {names}).")
+        tools = known[server_slug]
+        if tool != "*" and not tools:
+            warnings.append(
+                f"Server {server_slug} has no known tools yet (it has not been reached): "
+                f"rule {server_slug}:{tool} is saved as written, unchecked."
+            )
+        elif tool != "*" and tool not in tools:
+            upstream_name = next(
+                (
+                    tool[len(visible) :]
+                    for visible in (server.prefix, f"{server_slug}__")
+                    if visible and tool.startswith(visible) and tool[len(visible) :] in tools
+                ),
+                None,
+            )
+            if upstream_name is None:
+                raise RuleViolation(
+                    f"Rule {rule.strip()!r}: server {server_slug} offers no tool {tool!r} "
+                    f"(its tools: {_names(sorted(tools))})."
+                )
+            tool = upstream_name
+        pairs.add((server_slug, tool))
+    return AllowlistRules([f"{s}:{t}" for s, t in sorted(pairs)], warnings)
+
+
 @transaction.atomic
-def allowlist_set(*, access: Access, member: User, rules: list[str], ip: str | None = None) -> list[str]:
-    """Replace ``member``'s allowlist with ``rules`` (``server:tool`` or ``server:*``)."""
+def allowlist_set(*, access: Access, member: User, rules: list[str], ip: str | None = None) -> AllowlistRules:
+    """Replace ``member``'s allowlist with ``rules`` (``server:tool`` or ``server:*``).
+
+    The rules are checked and stored as ``allowlist_canonical`` says; the result lists the
+    rules saved and carries its ``warnings`` (rules that could not be checked).
+    """
     access.require(Capability.MANAGE_ALLOWLISTS)
     workspace: Workspace = access.workspace
     if not workspace.memberships.filter(user=member).exists():
         raise RuleViolation(f"{member.email} is not a member of {workspace.slug}.")
-    pairs = sorted({parse_rule(rule) for rule in rules})
+    after = allowlist_canonical(workspace=workspace, rules=rules)
     before = sorted(
         f"{s}:{t}"
         for s, t in AllowRule.objects.filter(workspace=workspace, user=member).values_list("server_slug", "tool")
     )
     AllowRule.objects.filter(workspace=workspace, user=member).delete()
     AllowRule.objects.bulk_create(
-        [AllowRule(workspace=workspace, user=member, server_slug=s, tool=t) for s, t in pairs]
+        [
+            AllowRule(workspace=workspace, user=member, server_slug=s, tool=t)
+            for s, t in (rule.split(":", 1) for rule in after)
+        ]
     )
-    after = [f"{s}:{t}" for s, t in pairs]
     audit_event_record(
         workspace=workspace,
         actor=_actor(access),
@@ -383,7 +587,7 @@ def allowlist_set(*, access: Access, member: User, rules: list[str], ip: str | N
         target_type="member",
         target_id=member.pk,
         target_repr=member.email,
-        metadata={"before": before, "after": after},
+        metadata={"before": before, "after": list(after)},
         ip=ip,
     )
     config_changed(workspace.pk)
@@ -394,40 +598,72 @@ def allowlist_set(*, access: Access, member: User, rules: list[str], ip: str | N
 
 
 def pin_observe(*, server_id: int, tool_name: str, definition: dict[str, Any], fingerprint: str) -> None:
-    """The gateway saw a tool definition that differs from its pin (or has none): hold it."""
-    server = UpstreamServer.objects.select_related("workspace").filter(pk=server_id).first()
-    if server is None:
-        return
-    with transaction.atomic():
-        pin = ToolPin.objects.select_for_update().filter(server=server, tool_name=tool_name).first()
-        if pin is not None and fingerprint in (pin.fingerprint, pin.pending_fingerprint):
-            return
-        if pin is None:
-            pin = ToolPin(server=server, tool_name=tool_name, fingerprint="", definition={})
-        pin.pending_fingerprint = fingerprint
-        pin.pending_definition = definition
-        pin.pending_since = timezone.now()
-        pin.save()
-        _audit(
-            server,
-            None,
-            Action.TOOL_DEFINITION_CHANGED,
-            tool=tool_name,
-            new=not pin.fingerprint,
-            fingerprint=fingerprint,
+    """A tool definition differs from its pin (or the tool has none): hold it for approval.
+
+    Called by the gateway and by server checks. A definition already held, or already
+    rejected, changes nothing; a new one replaces a rejected one and waits again. Owners
+    and Admins get one e-mail per definition held.
+    """
+    try:
+        with transaction.atomic():
+            # The server's row first: concurrent observers of one server (gateway processes,
+            # a check) queue here, before any of them locks a pin or the audit chain; on
+            # PostgreSQL they deadlocked otherwise.
+            server = (
+                UpstreamServer.objects.select_for_update(of=("self",))
+                .select_related("workspace")
+                .filter(pk=server_id)
+                .first()
+            )
+            if server is None:
+                return
+            pin = ToolPin.objects.select_for_update().filter(server=server, tool_name=tool_name).first()
+            if pin is not None and fingerprint in (pin.fingerprint, pin.pending_fingerprint):
+                return
+            if pin is None:
+                pin = ToolPin(server=server, tool_name=tool_name, fingerprint="", definition={})
+            pin.pending_fingerprint = fingerprint
+            pin.pending_definition = definition
+            pin.pending_since = timezone.now()
+            pin.rejected_at, pin.rejected_by = None, None
+            pin.save()
+            new = not pin.fingerprint
+            _audit(server, None, Action.TOOL_DEFINITION_CHANGED, tool=tool_name, new=new, fingerprint=fingerprint)
+            config_changed(server.workspace_id)
+            _notify_approvers(
+                server.workspace,
+                Capability.MANAGE_ALLOWLISTS,
+                subject=f"{'new tool' if new else 'changed tool'} {server.slug}:{tool_name} waits for your approval",
+                lines=[
+                    f"The MCP server “{server.slug}” offers "
+                    + (f"a new tool “{tool_name}”." if new else f"a changed definition of its tool “{tool_name}”."),
+                    "The gateway withholds it from everyone until an Owner or Admin approves it.",
+                ],
+            )
+    except IntegrityError:
+        return  # another process recorded this tool first (the gateway, or a check)
+
+
+def _pin_for_decision(access: Access, pin: ToolPin, verb: str) -> ToolPin:
+    """The pin locked for approving or rejecting its pending definition."""
+    access.require(Capability.MANAGE_ALLOWLISTS)
+    pin = ToolPin.objects.select_for_update().select_related("server__workspace").get(pk=pin.pk)
+    if pin.server.workspace_id != access.workspace.pk:
+        raise RuleViolation("That tool belongs to another workspace.")
+    if pin.state == ToolPin.State.REJECTED:
+        raise RuleViolation(
+            f"The pending definition of {pin.server.slug}:{pin.tool_name} was rejected; it waits for "
+            "approval again only when the upstream changes it."
         )
-        config_changed(server.workspace_id)
+    if not pin.has_pending_change:
+        raise RuleViolation(f"That tool has no pending change to {verb}.")
+    return pin
 
 
 @transaction.atomic
 def pin_approve(*, access: Access, pin: ToolPin, ip: str | None = None) -> ToolPin:
     """Accept the pending definition of a tool; the gateway offers it again."""
-    access.require(Capability.MANAGE_ALLOWLISTS)
-    pin = ToolPin.objects.select_for_update().select_related("server__workspace").get(pk=pin.pk)
-    if pin.server.workspace_id != access.workspace.pk:
-        raise RuleViolation("That tool belongs to another workspace.")
-    if not pin.pending_fingerprint:
-        raise RuleViolation("That tool has no pending change to approve.")
+    pin = _pin_for_decision(access, pin, "approve")
     previous = pin.fingerprint
     pin.fingerprint, pin.definition = pin.pending_fingerprint, pin.pending_definition
     pin.pending_fingerprint, pin.pending_definition, pin.pending_since = "", None, None
@@ -441,6 +677,31 @@ def pin_approve(*, access: Access, pin: ToolPin, ip: str | None = None) -> ToolP
         tool=pin.tool_name,
         previous=previous,
         fingerprint=pin.fingerprint,
+    )
+    config_changed(pin.server.workspace_id)
+    return pin
+
+
+@transaction.atomic
+def pin_reject(*, access: Access, pin: ToolPin, ip: str | None = None) -> ToolPin:
+    """Refuse the pending definition of a tool: it stays withheld.
+
+    The approved definition (if any) is left as it is, and the refused one is kept, marked
+    rejected, so that the gateway does not hold it for approval again; a later, different
+    definition from the upstream waits for approval as usual.
+    """
+    pin = _pin_for_decision(access, pin, "reject")
+    pin.rejected_at, pin.rejected_by = timezone.now(), _actor(access)
+    pin.save(update_fields=["rejected_at", "rejected_by"])
+    _audit(
+        pin.server,
+        _actor(access),
+        Action.TOOL_PIN_REJECTED,
+        ip,
+        tool=pin.tool_name,
+        new=not pin.fingerprint,
+        approved=pin.fingerprint,
+        fingerprint=pin.pending_fingerprint,
     )
     config_changed(pin.server.workspace_id)
     return pin

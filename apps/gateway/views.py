@@ -271,6 +271,7 @@ async def _endpoint(request: HttpRequest, slug: str) -> HttpResponse:
         return _unauthorized("Invalid, expired or revoked token for this workspace.")
     if not token.is_workspace_token and token.user_id not in config.member_ids:
         return _unauthorized("The token's owner is no longer a member of this workspace.")
+    recorder.touch(token.id)  # any authenticated request counts as use
 
     if request.method == "GET":
         return HttpResponse(status=405, headers={"Allow": "POST, DELETE"})

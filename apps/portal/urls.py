@@ -34,6 +34,7 @@ urlpatterns = [
     path("w/<str:slug>/security/servers/<int:pk>/remove/", views.server_remove, name="security-server-remove"),
     path("w/<str:slug>/security/allowlist/<int:pk>/", views.allowlist_edit, name="security-allowlist"),
     path("w/<str:slug>/security/pins/<int:pk>/approve/", views.pin_approve, name="security-pin-approve"),
+    path("w/<str:slug>/security/pins/<int:pk>/reject/", views.pin_reject, name="security-pin-reject"),
     path("invitations/<str:secret>/", views.invitation, name="invitation-accept"),
     path("account/api-keys/", views.api_keys, name="api-keys"),
     path("account/api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),

@@ -700,7 +700,9 @@ def _security_page(
     context = _workspace_context(access, server_form=server_form or ServerForm())
     servers = UpstreamServer.objects.filter(workspace=workspace).order_by("position", "slug")
     if access.can(Capability.MANAGE_SERVERS):
-        context["servers"] = list(servers.select_related("requested_by"))
+        context["servers"] = list(servers.select_related("requested_by").prefetch_related("pins"))
+        for server in context["servers"]:
+            server.tool_rows = selectors.server_tools(server)
     else:
         # Members see only what they asked for, not the workspace's upstream URLs.
         context["my_requests"] = list(servers.filter(requested_by=access.user))
@@ -786,12 +788,17 @@ def server_enabled(request: HttpRequest, access: Access, pk: int) -> HttpRespons
 
 @workspace_view(Capability.MANAGE_SERVERS, methods=ACTION_METHODS)
 def server_health(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
+    """*Check now*: the check runs as a task after this request's transaction (at once
+    without a broker); the page shows "checking…" until it has run."""
     server = _server(access, pk)
     ok, _ = attempt(
-        request, lambda: gateway_services.server_health_check(access=access, server=server, ip=_ip(request))
+        request, lambda: gateway_services.server_check_request(access=access, server=server, ip=_ip(request))
     )
     if ok:
-        if server.health_ok:
+        server.refresh_from_db()
+        if server.checking:
+            messages.info(request, f"Checking server “{server.slug}”; the result appears here shortly.")
+        elif server.health_ok:
             messages.success(request, f"Server “{server.slug}” answered: {server.health_detail}.")
         else:
             messages.warning(request, f"Server “{server.slug}” did not answer: {server.health_detail}.")
@@ -856,6 +863,8 @@ def allowlist_edit(request: HttpRequest, access: Access, pk: int) -> HttpRespons
             )
             if ok:
                 messages.success(request, f"Allowlist of {membership.user.email} saved: {len(saved)} rules.")
+                for warning in saved.warnings:
+                    messages.warning(request, warning)
                 return _back_to_security(access, "allowlists")
         # Shown again with the errors: the picker needs the tool list after all.
         form.servers = selectors.live_tools(access.workspace)
@@ -873,6 +882,17 @@ def pin_approve(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
     ok, _ = attempt(request, lambda: gateway_services.pin_approve(access=access, pin=pin, ip=_ip(request)))
     if ok:
         messages.success(request, f"New definition of {pin.server.slug}:{pin.tool_name} approved.")
+    return _back_to_security(access, "pins")
+
+
+@workspace_view(Capability.MANAGE_ALLOWLISTS, methods=ACTION_METHODS)
+def pin_reject(request: HttpRequest, access: Access, pk: int) -> HttpResponse:
+    pin = get_object_or_404(ToolPin.objects.select_related("server"), pk=pk, server__workspace=access.workspace)
+    ok, _ = attempt(request, lambda: gateway_services.pin_reject(access=access, pin=pin, ip=_ip(request)))
+    if ok:
+        messages.success(
+            request, f"New definition of {pin.server.slug}:{pin.tool_name} rejected; the tool stays withheld."
+        )
     return _back_to_security(access, "pins")
 
 

@@ -146,6 +146,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0 * env_int("MCPNEST_AUDIT_HEAD_EXPORT_MINUTES", 5),
         "options": {"expires": 60 * env_int("MCPNEST_AUDIT_HEAD_EXPORT_MINUTES", 5)},
     },
+    # Every approved, enabled upstream: health, and changed or new tools held for approval.
+    "server-checks": {
+        "task": "apps.gateway.tasks.check_servers",
+        "schedule": 15 * 60.0,
+        "options": {"expires": 15 * 60},
+    },
 }
 
 # --- Auth: allauth (email + password, TOTP via allauth.mfa) -------------------
@@ -163,7 +169,11 @@ AUTH_PASSWORD_VALIDATORS = [
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
-ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "optional")
+# Production follows allauth's recommended settings: an address is confirmed before its
+# owner can sign in (an invitation link counts as confirmation), and people are told by
+# e-mail when their password or addresses change.
+ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "optional" if DEBUG else "mandatory")
+ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 # Closed by default outside development: an enterprise portal admits people by invitation.
@@ -197,7 +207,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCPNest API",
-    "DESCRIPTION": "Workspaces, members, invitations, gateway tokens and the audit trail.",
+    "DESCRIPTION": "Workspaces, members, invitations, gateway tokens, the gateway (servers, allowlists, policy, "
+    "tool pins) and the audit trail.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -13,6 +12,7 @@ from apps.accounts.services import api_key_create, api_key_revoke
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
 from apps.tokens.services import token_create
+from tests.api import bearer
 
 KEYS = reverse("api:api-key-list")
 ACME = reverse("api:workspace-detail", kwargs={"slug": "acme"})
@@ -21,23 +21,6 @@ ACME_TOKENS = reverse("api:token-list", kwargs={"slug": "acme"})
 
 def revoke_url(key: ApiKey) -> str:
     return reverse("api:api-key-revoke", kwargs={"pk": key.pk})
-
-
-@pytest.fixture
-def client_for():
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
-
-
-def bearer(raw: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 # --- Authenticating with a key ---------------------------------------------------------

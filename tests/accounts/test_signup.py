@@ -37,3 +37,27 @@ def test_sign_up_can_be_opened(db, settings):
     settings.ACCOUNT_SIGNUP_OPEN = True
     _sign_up(Client(), "open@example.com")
     assert User.objects.filter(email="open@example.com").exists()
+
+
+def test_an_unconfirmed_address_cannot_sign_in(db, settings):
+    from django.core import mail
+
+    assert settings.ACCOUNT_EMAIL_VERIFICATION == "mandatory"  # production's setting, without DEBUG
+    User.objects.create_user(email="unconfirmed@example.com", password="a-long-passphrase-42")
+    client = Client()
+    response = client.post(
+        reverse("account_login"), {"login": "unconfirmed@example.com", "password": "a-long-passphrase-42"}
+    )
+    assert "_auth_user_id" not in client.session
+    assert response.status_code == 302 and "confirm" in response["Location"]
+    assert any("unconfirmed@example.com" in message.to for message in mail.outbox)
+
+
+def test_signing_up_with_an_invitation_confirms_the_invited_address(cast):
+    from allauth.account.models import EmailAddress
+
+    _, raw = invitation_create(access=cast.access(cast.alice), email="joiner@example.com")
+    client = Client()
+    _sign_up(client, "joiner@example.com", invitation_url(raw))
+    assert EmailAddress.objects.get(email="joiner@example.com").verified
+    assert "_auth_user_id" in client.session  # signed in at once, no confirmation mail needed

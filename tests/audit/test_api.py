@@ -14,7 +14,6 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from apps.audit import export
 from apps.audit.events import Action
@@ -24,17 +23,6 @@ from apps.tokens.services import token_create
 
 EVENTS = reverse("api:audit-event-list", kwargs={"slug": "acme"})
 CALLS = reverse("api:audit-tool-call-list", kwargs={"slug": "acme"})
-
-
-@pytest.fixture
-def client_for():
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
 
 
 def _call(workspace, *, at: str, member=None, server="github", tool="create_issue", status=200) -> dict:

@@ -25,6 +25,7 @@ def _fresh_gateway_state():
     snapshots.clear()
     engine.invalidate_catalogs()
     shared.clear_for_tests()
+    recorder.forget_uses()
     yield
     recorder.flush()
     # The async ORM (aget, aexists) runs in asgiref's one sync thread; close its connection

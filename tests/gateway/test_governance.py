@@ -3,6 +3,7 @@ rate limits, upstream failures, namespacing and routing — each with its audit 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -14,14 +15,15 @@ from apps.audit.events import Action
 from apps.audit.models import AuditEvent, ToolCall
 from apps.core import epochs
 from apps.gateway.models import ToolPin
+from apps.gateway.runtime import engine
 from apps.gateway.runtime.recorder import recorder
 from apps.gateway.runtime.state import snapshots
-from apps.gateway.services import allowlist_set, pin_approve, server_add
+from apps.gateway.services import allowlist_set, pin_approve, pin_reject, server_add
 from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_revoke
 from apps.workspaces.services import workspace_set_enforcement, workspace_set_rate_limit
 from tests.gateway.test_transport import ACCEPT, URL, rpc
-from tests.gateway.upstream import build_server, running
+from tests.gateway.upstream import build_server, change_tools, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,6 +113,25 @@ async def test_wildcard_rule_and_deny_by_default(cast, fix_server, issue, sessio
     assert "add" in await (await session(system)).tools()  # the workspace token always has full access
 
 
+async def test_a_rule_written_with_the_client_visible_name_allows_that_tool(cast, upstream, issue, session):
+    """Rules are stored as server:<upstream name>, the pair the gateway checks, however written."""
+
+    def setup():
+        server_add(access=cast.access(cast.alice), slug="tiny", url=upstream.url, prefix="t_")
+        saved = allowlist_set(access=cast.access(cast.alice), member=cast.carol, rules=["tiny:t_echo"])
+        workspace_set_enforcement(access=cast.access(cast.alice), mode="enforce")
+        return saved, issue(cast.carol)
+
+    saved, carol = await sync_to_async(setup)()
+    assert list(saved) == ["tiny:echo"]
+    s = await session(carol)
+    assert await s.tools() == ["t_echo"]
+    allowed = await s.call("tools/call", name="t_echo", arguments={"text": "hi"})
+    assert allowed["result"]["content"][0]["text"] == "hi"
+    denied = await s.call("tools/call", name="t_add", arguments={"a": 1, "b": 2})
+    assert denied["error"]["code"] == -32003
+
+
 async def test_shadow_mode_allows_but_records_would_be_blocks(cast, fix_server, issue, session):
     def setup():
         allowlist_set(access=cast.access(cast.alice), member=cast.carol, rules=["fix:echo"])
@@ -163,6 +184,42 @@ async def test_changed_tool_is_withheld_until_reapproved(cast, issue, session):
         snapshots.recheck_now()  # in production: within a second
         assert "echo" in await s.tools()
         assert await AuditEvent.objects.filter(action=Action.TOOL_REAPPROVED, actor=cast.bob).aexists()
+
+
+async def test_a_rejected_change_stays_withheld_and_is_not_held_again(cast, issue, session):
+    server = build_server("mutable")
+    with running(server) as upstream:
+
+        def setup():
+            server_add(access=cast.access(cast.alice), slug="mut", url=upstream.url)
+            return issue(cast.carol)
+
+        s = await session(await sync_to_async(setup)())
+        change_tools(server)
+        engine.invalidate_catalogs()
+        assert await s.tools() == ["add", "fail", "slow"]  # echo changed, read_file is new: both withheld
+
+        def held():
+            for _ in range(50):
+                pins = ToolPin.objects.filter(server__slug="mut").exclude(pending_fingerprint="")
+                if pins.count() == 2:
+                    return {pin.tool_name: pin for pin in pins}
+                time.sleep(0.05)
+            raise AssertionError("the changes were not recorded")
+
+        pins = await sync_to_async(held)()
+        assert (pins["echo"].state, pins["read_file"].state) == ("pending_change", "new")
+        for pin in pins.values():
+            await sync_to_async(pin_reject)(access=await sync_to_async(cast.access)(cast.bob), pin=pin)
+        snapshots.recheck_now()  # in production: within a second
+        assert await s.tools() == ["add", "fail", "slow"]
+        refused = await s.call("tools/call", name="echo", arguments={"text": "x"})
+        assert refused["error"]["code"] == -32004
+        engine.invalidate_catalogs()  # a fresh listing does not hold the rejected definitions again
+        assert await s.tools() == ["add", "fail", "slow"]
+        await asyncio.sleep(0.2)
+        assert await AuditEvent.objects.filter(action=Action.TOOL_DEFINITION_CHANGED).acount() == 2
+        assert await ToolPin.objects.filter(rejected_at__isnull=False).acount() == 2
 
 
 async def test_revoked_token_is_refused(cast, fix_server, issue, session, asgi_client):

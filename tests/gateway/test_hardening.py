@@ -224,3 +224,24 @@ def test_deactivating_a_person_stops_their_tokens_on_a_running_gateway(cast, iss
         cast.carol.save()
         time.sleep(1.2)
         assert client.post(f"{base}{URL}", json=hello).status_code == 401
+
+
+# --- last use ----------------------------------------------------------------------------------
+
+
+async def test_any_authenticated_request_counts_as_use_at_most_one_write_a_minute(asgi_client, cast, carol_token):
+    from apps.gateway.runtime.recorder import recorder
+
+    token = await sync_to_async(GatewayToken.objects.get)(user=cast.carol)
+    assert token.last_used_at is None
+    async with asgi_client(carol_token) as client:
+        await _initialize(client)  # not a tool call
+    recorder.flush()
+    await sync_to_async(token.refresh_from_db)()
+    first = token.last_used_at
+    assert first is not None
+    async with asgi_client(carol_token) as client:
+        await _initialize(client)
+    recorder.flush()
+    await sync_to_async(token.refresh_from_db)()
+    assert token.last_used_at == first  # within the minute: no second write

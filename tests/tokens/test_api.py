@@ -7,7 +7,6 @@ import re
 
 import pytest
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
@@ -17,17 +16,6 @@ from apps.tokens.services import token_create, token_verify
 
 def url(name: str, **kwargs) -> str:
     return reverse(f"api:{name}", kwargs=kwargs)
-
-
-@pytest.fixture
-def client_for():
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture

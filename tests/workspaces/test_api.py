@@ -9,7 +9,6 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
@@ -22,17 +21,6 @@ from tests.factories import MembershipFactory, UserFactory
 
 def url(name: str, **kwargs) -> str:
     return reverse(f"api:{name}", kwargs=kwargs)
-
-
-@pytest.fixture
-def client_for():
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
 
 
 def events(workspace, action: Action) -> list[AuditEvent]:

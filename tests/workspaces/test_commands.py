@@ -121,7 +121,7 @@ def counts() -> dict[str, int]:
 
 def test_seed_demo_builds_a_demo_and_is_idempotent(db, monkeypatch):
     monkeypatch.delenv("MCPNEST_DEMO_PASSWORD", raising=False)
-    out = run("seed_demo")
+    out = run("seed_demo", wait=0)
     password = re.search(r"demo@mcpnest\.local with password: (\S+)", out).group(1)
     raw = re.search(r"\(shown once\): (mng_[0-9a-f]{48})", out).group(1)
     demo = User.objects.get(email="demo@mcpnest.local")
@@ -138,7 +138,7 @@ def test_seed_demo_builds_a_demo_and_is_idempotent(db, monkeypatch):
     assert all(isinstance(result, chain.ChainReport) for result in _verify(workspace))
 
     before = counts()
-    again = run("seed_demo")
+    again = run("seed_demo", wait=0)
     assert counts() == before
     assert "password" not in again and "mng_" not in again
 
@@ -149,20 +149,20 @@ def _verify(workspace):
 
 def test_seed_demo_takes_the_password_from_the_environment(db, monkeypatch):
     monkeypatch.setenv("MCPNEST_DEMO_PASSWORD", "demo-password-from-env")
-    out = run("seed_demo")
+    out = run("seed_demo", wait=0)
     assert "demo-password-from-env" not in out and "MCPNEST_DEMO_PASSWORD" in out
     assert User.objects.get(email="demo@mcpnest.local").check_password("demo-password-from-env")
 
 
 def test_seed_demo_promotes_an_existing_demo_account_and_keeps_its_password(db):
     UserFactory(email="demo@mcpnest.local")
-    out = run("seed_demo")
+    out = run("seed_demo", wait=0)
     demo = User.objects.get(email="demo@mcpnest.local")
     assert demo.is_staff and demo.is_superuser and "password" not in out
     assert demo.check_password("correct-horse-battery-staple")
 
 
 def test_seed_demo_refuses_a_deleted_demo_workspace(db):
-    run("seed_demo")
+    run("seed_demo", wait=0)
     Workspace.objects.filter(slug="demo").update(deleted_at="2026-01-01T00:00:00Z")
-    assert "was deleted" in refused("seed_demo")
+    assert "was deleted" in refused("seed_demo", wait=0)

@@ -424,9 +424,6 @@ async def _call(
         ) from None
 
 
-_touched: dict[int, float] = {}
-
-
 def _record(
     caller: Caller,
     message: dict[str, Any],
@@ -440,15 +437,7 @@ def _record(
 ) -> None:
     """Put the call on record (the spool) before its answer goes out. Field values are
     cleaned and bounded by the audit service, whatever a client or an upstream sent."""
-    now = timezone.now()
     token = caller.token
-    touch = None
-    last = _touched.get(token.id)
-    if last is None or time.monotonic() - last > 60:
-        if len(_touched) > 100_000:
-            _touched.clear()  # bounded; a token touched again soon is written again, at most once a minute
-        _touched[token.id] = time.monotonic()
-        touch = token.id
     recorder.record(
         {
             "record_id": os.urandom(16).hex(),
@@ -468,8 +457,6 @@ def _record(
             "session_id": caller.session_id[:100],
             "request_id": str(message.get("id", ""))[:100],
             "shadow_blocked": shadow_blocked,
-            "created_at": now.isoformat(),
-        },
-        token_id=touch,
-        now=now,
+            "created_at": timezone.now().isoformat(),
+        }
     )

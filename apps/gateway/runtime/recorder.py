@@ -46,6 +46,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ BATCH = 1000
 INTERVAL = 0.25
 SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment past this; consumed ones are deleted
 ADOPT_EVERY = 5.0
+TOUCH_EVERY = 60.0  # seconds between two writes of one token's last_used_at
 MAX_BACKOFF = 5.0
 
 
@@ -96,7 +98,8 @@ class Recorder:
         self._directory: Path | None = None
         self._written = 0
         self._committed = 0
-        self._touches: dict[int, datetime] = {}
+        self._touches: dict[int, datetime] = {}  # token id -> when last used, not yet written
+        self._touched: dict[int, float] = {}  # token id -> when last noted (monotonic)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -113,7 +116,25 @@ class Recorder:
     def has_room(self) -> bool:
         return self.pending_bytes < settings.MCPNEST_SPOOL_MAX_BYTES
 
-    def record(self, row: dict[str, Any], *, token_id: int | None = None, now: datetime | None = None) -> None:
+    def touch(self, token_id: int) -> None:
+        """Note that a token was used; written with the next batch, at most once a minute per
+        token (never a write per request)."""
+        now = time.monotonic()
+        last = self._touched.get(token_id)
+        if last is not None and now - last < TOUCH_EVERY:
+            return
+        if len(self._touched) > 100_000:
+            self._touched.clear()  # bounded; a token seen again is written again, once
+        self._touched[token_id] = now
+        with self._lock:
+            self._touches[token_id] = timezone.now()
+        self._ensure_thread()
+
+    def forget_uses(self) -> None:
+        """Forget which tokens were noted lately (test isolation: ids repeat between tests)."""
+        self._touched.clear()
+
+    def record(self, row: dict[str, Any]) -> None:
         """Put one row on disk (raises SpoolError if it cannot); it reaches the database shortly."""
         line = (json.dumps(row, separators=(",", ":"), default=str) + "\n").encode()
         with self._lock:
@@ -131,8 +152,6 @@ class Recorder:
                 raise SpoolError("the audit spool is full (short write)")
             segment.size += written
             self._written += written
-            if token_id is not None and now is not None:
-                self._touches[token_id] = now
         self._ensure_thread()
 
     def _current_segment(self) -> _Segment:
@@ -250,6 +269,8 @@ class Recorder:
             logger.warning("could not record when %d tokens were last used", len(touches))
         finally:
             close_old_connections()
+        with self._progress:
+            self._progress.notify_all()
 
     def _run(self) -> None:
         backoff = INTERVAL
@@ -263,7 +284,7 @@ class Recorder:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = INTERVAL
-            if written:
+            if self._touches:
                 self._touch_tokens()
             if written >= BATCH:
                 continue  # a backlog: go on at once
@@ -273,11 +294,11 @@ class Recorder:
             self._wake.clear()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every row this process recorded is in the database (tests, benchmarks)."""
+        """Wait until every row (and token use) this process recorded is in the database."""
         self._ensure_thread()
         deadline = time.monotonic() + timeout
         with self._progress:
-            while self.pending_bytes > 0:
+            while self.pending_bytes > 0 or self._touches:
                 self._wake.set()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -1,4 +1,8 @@
-"""Replace a member's allowlist: allowtools SLUG EMAIL SERVER:TOOL..."""
+"""Replace a member's allowlist: allowtools SLUG EMAIL SERVER:TOOL...
+
+Each rule must name a server of the workspace and a tool it offers (as the upstream names
+it or as clients see it); rules are stored as ``server:<upstream name>``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ from apps.workspaces.management.cli import one_line, operator_access, user_exist
 
 
 class Command(BaseCommand):
-    help = "Replace a member's tool allowlist with SERVER:TOOL pairs (SERVER:* for every tool of a server)."
+    help = (
+        "Replace a member's tool allowlist with SERVER:TOOL pairs (SERVER:* for every tool of a server). "
+        "TOOL is the upstream name or the name clients see; the upstream name is stored."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
@@ -24,4 +31,6 @@ class Command(BaseCommand):
             after = allowlist_set(access=operator_access(workspace), member=member, rules=rules)
         except RuleViolation as exc:
             raise CommandError(one_line(exc)) from None
+        for warning in after.warnings:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         self.stdout.write(f"{member.email} in {workspace.slug}: {', '.join(after) or 'no rules (full access)'}")

@@ -1,4 +1,6 @@
-"""Demo data for ``make run``: a workspace to click through, with people, tokens and audit rows.
+"""Demo data for ``make run``: a workspace to click through, with people, tokens, a real
+upstream MCP server (``manage.py demo_upstream``, started by ``make run``) and audit rows
+that name that server's real tools.
 
 Idempotent: every piece is looked up before it is made, so running it again adds nothing.
 Everything goes through the services, so the audit trail of the demo is a real one.
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import socket
+import time
 from datetime import timedelta
 
 from allauth.account.models import EmailAddress
@@ -19,6 +23,9 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.models import ToolCall
 from apps.audit.services import tool_calls_record
+from apps.gateway import demo_upstream
+from apps.gateway.models import UpstreamServer
+from apps.gateway.services import allowlist_set, server_add
 from apps.rbac.access import access_for
 from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
@@ -36,11 +43,8 @@ PEOPLE = [  # besides the demo user, who is the first Owner
     ("max@mcpnest.local", Role.MEMBER),
     ("mia@mcpnest.local", Role.MEMBER),
 ]
-TOOLS = {
-    "github": ["search_issues", "create_issue", "get_file_contents", "create_pull_request"],
-    "postgres": ["query", "list_tables", "describe_table"],
-    "filesystem": ["read_file", "list_directory", "write_file"],
-}
+TOOLS = {demo_upstream.SLUG: list(demo_upstream.TOOLS)}
+MIA_RULES = [f"{demo_upstream.SLUG}:echo", f"{demo_upstream.SLUG}:word_count"]  # shadow mode shows the rest
 CLIENTS = [("claude-desktop", "0.9.3"), ("cursor", "1.2.0"), ("vscode-copilot", "1.101.0")]
 TOOL_CALLS = 50
 
@@ -48,14 +52,44 @@ TOOL_CALLS = 50
 class Command(BaseCommand):
     help = f"Create (once) the demo workspace '{DEMO_SLUG}' and its Owner {DEMO_EMAIL} (staff, for /admin)."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--wait", type=float, default=10.0, help="seconds to wait for the demo MCP server to answer (default 10)"
+        )
+
+    def handle(self, *args, wait: float, **options) -> None:
+        self.credentials: list[str] = []
+        reachable = _wait_for_demo_upstream(wait)
         with transaction.atomic():
             demo = self._demo_user()
             workspace = self._workspace(demo)
             self._members(workspace, demo)
+        # Adding the server asks the upstream for its tools: outside the transaction above.
+        self._server(workspace, demo, reachable)
+        with transaction.atomic():
             self._tokens(workspace, demo)
             self._tool_calls(workspace)
         self.stdout.write(f"Demo ready: sign in as {DEMO_EMAIL} and open workspace '{DEMO_SLUG}' (or /admin/).")
+        # Last, after everything else (make run prints the migrations first): what to sign in with.
+        for line in self.credentials:
+            self.stdout.write(self.style.SUCCESS(line))
+
+    def _server(self, workspace: Workspace, demo: User, reachable: bool) -> None:
+        if UpstreamServer.objects.filter(workspace=workspace, slug=demo_upstream.SLUG).exists():
+            return
+        access = access_for(user=demo, workspace=workspace)
+        server_add(access=access, slug=demo_upstream.SLUG, url=demo_upstream.url())
+        mia = User.objects.get(email="mia@mcpnest.local")
+        allowlist_set(access=access, member=mia, rules=MIA_RULES)
+        if reachable:
+            self.stdout.write(f"Added the demo MCP server '{demo_upstream.SLUG}' ({demo_upstream.url()}).")
+        else:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Added the demo MCP server '{demo_upstream.SLUG}', but nothing answers at {demo_upstream.url()}: "
+                    "start it with `python manage.py demo_upstream` (make run does)."
+                )
+            )
 
     def _demo_user(self) -> User:
         demo = User.objects.filter(email=DEMO_EMAIL).first()
@@ -64,10 +98,10 @@ class Command(BaseCommand):
             password = from_env or secrets.token_urlsafe(12)
             demo = User.objects.create_user(email=DEMO_EMAIL, password=password)
             if from_env:
-                self.stdout.write(f"Created {DEMO_EMAIL} with the password from MCPNEST_DEMO_PASSWORD.")
+                self.credentials.append(f"Sign in as {DEMO_EMAIL} with the password from MCPNEST_DEMO_PASSWORD.")
             else:
                 # Shown this once only; a later run cannot print it again.
-                self.stdout.write(f"Created {DEMO_EMAIL} with password: {password}")
+                self.credentials.append(f"Sign in as {DEMO_EMAIL} with password: {password}")
         if not (demo.is_staff and demo.is_superuser):
             demo.is_staff = demo.is_superuser = True
             demo.save(update_fields=["is_staff", "is_superuser"])
@@ -99,7 +133,10 @@ class Command(BaseCommand):
         tokens = GatewayToken.objects.filter(workspace=workspace)
         if not tokens.filter(user=demo, name="Demo laptop").exists():
             issued = token_create(access=access_for(user=demo, workspace=workspace), member=demo, name="Demo laptop")
-            self.stdout.write(f"Issued your gateway token (shown once): {issued.raw}")
+            self.credentials.append(
+                f"Your gateway token (shown once): {issued.raw}  "
+                f"for http://127.0.0.1:8000/api/gw/{DEMO_SLUG} (the Connect page has client configs)"
+            )
         mia = User.objects.get(email="mia@mcpnest.local")
         if not tokens.filter(user=mia, name="Cursor").exists():
             token_create(access=access_for(user=mia, workspace=workspace), member=mia, name="Cursor", expires_days=90)
@@ -127,27 +164,45 @@ class Command(BaseCommand):
             server = rng.choice(sorted(TOOLS))
             client, version = rng.choice(CLIENTS)
             listing = i % 10 == 0
-            status = 200 if listing else rng.choices([200, 403, 502], weights=[85, 10, 5])[0]
+            tool = "" if listing else rng.choice(TOOLS[server])
+            # Shadow mode: nothing is refused; a call outside mia's allowlist is marked.
+            status = 200 if listing else rng.choices([200, 422, 502], weights=[88, 8, 4])[0]
             calls.append(
                 {
+                    "record_id": secrets.token_hex(16),
                     "workspace_id": workspace.pk,
                     "created_at": moment,
                     "member_id": user.pk,
                     "member_repr": user.email,
                     "token_prefix": prefix,
                     "server_slug": server,
-                    "tool_name": "" if listing else rng.choice(TOOLS[server]),
+                    "tool_name": tool,
                     "method": "tools/list" if listing else "tools/call",
                     "status": status,
-                    "error_code": {200: None, 403: -32001, 502: -32603}[status],
-                    "latency_ms": rng.randint(20, 1500),
+                    "error_code": -32000 if status == 502 else None,
+                    "latency_ms": rng.randint(2, 400),
                     "client_ip": f"10.0.0.{rng.randint(2, 60)}",
                     "client_name": client,
                     "client_version": version,
                     "session_id": f"demo-session-{rng.randint(1, 8)}",
                     "request_id": str(i + 1),
-                    "shadow_blocked": status == 200 and not listing and rng.random() < 0.1,
+                    "shadow_blocked": (
+                        not listing and user.email == "mia@mcpnest.local" and f"{server}:{tool}" not in MIA_RULES
+                    ),
                 }
             )
         tool_calls_record(calls)
         self.stdout.write(f"Recorded {len(calls)} demo tool calls.")
+
+
+def _wait_for_demo_upstream(timeout: float) -> bool:
+    """``make run`` starts the demo upstream just before this command: give it a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((demo_upstream.HOST, demo_upstream.PORT), timeout=0.5):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
