@@ -13,6 +13,7 @@ import pytest
 from django.core import mail
 
 from apps.rbac.roles import Role
+from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_verify
 from apps.workspaces.models import Membership
 from tests.factories import PASSWORD, UserFactory
@@ -161,12 +162,84 @@ def test_owner_invites_promotes_and_issues_a_token(live_server, browser):
     assert owner.find_element(By.CSS_SELECTOR, "button[data-copy='raw-token']").is_displayed()
     owner.save_screenshot(str(SCREENSHOT))
 
+    # Reloading the page shows the token no more and creates no second one (issue #7, item 7).
+    owner.refresh()
+    assert not owner.find_elements(By.ID, "raw-token")
+    assert GatewayToken.objects.filter(workspace__slug="nest", name="Claude Desktop").count() == 1
+
     # ...and never again: the list shows only its prefix.
     owner.get(f"{base}/w/nest/tokens/")
     assert raw not in owner.page_source
     assert not RAW_TOKEN.search(owner.page_source)
     assert not owner.find_elements(By.ID, "raw-token")
     assert f"{token.prefix}…" in owner.find_element(By.CSS_SELECTOR, "table").text
+
+    # Revoking asks first (item 8): the link leads to a confirmation, nothing changes before it.
+    owner.find_element(By.CSS_SELECTOR, f"a[aria-label='Revoke token {token.prefix}']").click()
+    token.refresh_from_db()
+    assert token.is_active and token.prefix in owner.find_element(By.CSS_SELECTOR, "section.card.danger").text
+    _submit(owner, owner.find_element(By.CSS_SELECTOR, "section.card.danger button[type=submit]"))
+    token.refresh_from_db()
+    assert not token.is_active
+
+    # Removing a member asks first too.
+    owner.get(f"{base}/w/nest/members/")
+    owner.find_element(By.ID, f"member-{membership.pk}").find_element(By.PARTIAL_LINK_TEXT, "Remove").click()
+    assert Membership.objects.filter(pk=membership.pk).exists()
+    _submit(owner, owner.find_element(By.CSS_SELECTOR, "section.card.danger button[type=submit]"))
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+    assert "ivan@example.com removed" in _messages(owner)
+
+
+def test_the_demo_shows_a_real_server_whose_tools_the_printed_token_calls(live_server, browser, monkeypatch):
+    """`make run`'s demo (issue #7, item 10): the demo server is in the workspace with its real
+    tools, and the token the demo prints lists and calls them through the gateway."""
+    from io import StringIO
+
+    import httpx2
+    from django.core.management import call_command
+    from selenium.webdriver.common.by import By
+
+    from apps.gateway import demo_upstream
+    from tests.gateway.upstream import running
+
+    monkeypatch.setenv("MCPNEST_DEMO_PASSWORD", PASSWORD)
+    with running(demo_upstream.build()) as upstream:
+        monkeypatch.setattr(demo_upstream, "PORT", upstream.port)
+        out = StringIO()
+        call_command("seed_demo", stdout=out)
+        raw = RAW_TOKEN.search(out.getvalue()).group(0)
+
+        demo = browser()
+        _sign_in(demo, live_server.url, "demo@mcpnest.local")
+        demo.get(f"{live_server.url}/w/demo/security/")
+        page = demo.find_element(By.TAG_NAME, "main").text
+        assert demo_upstream.SLUG in page and all(tool in page for tool in demo_upstream.TOOLS)
+
+        headers = {
+            "Authorization": f"Bearer {raw}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        }
+        with httpx2.Client(base_url=live_server.url, headers=headers, timeout=30) as client:
+            hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "browser-test"}}
+            opened = client.post(
+                "/api/gw/demo", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+            )
+            client.headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
+            client.headers["MCP-Protocol-Version"] = "2025-11-25"
+            listed = client.post("/api/gw/demo", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).json()
+            called = client.post(
+                "/api/gw/demo",
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "tools/call",
+                    "params": {"name": "word_count", "arguments": {"text": "one two three"}},
+                },
+            ).json()
+    assert {tool["name"] for tool in listed["result"]["tools"]} == set(demo_upstream.TOOLS)
+    assert called["result"]["content"][0]["text"] == "3"
 
 
 # --- Responsive tables (issue #7, item #14) ------------------------------------------

@@ -261,7 +261,7 @@ class Recorder:
         from apps.tokens.models import GatewayToken
 
         with self._lock:
-            touches, self._touches = self._touches, {}
+            touches = dict(self._touches)
         try:
             for token_id, used_at in touches.items():
                 GatewayToken.objects.filter(pk=token_id).update(last_used_at=used_at)
@@ -269,6 +269,11 @@ class Recorder:
             logger.warning("could not record when %d tokens were last used", len(touches))
         finally:
             close_old_connections()
+            # Only now (written, or given up on): flush() waits for these to be done.
+            with self._lock:
+                for token_id, used_at in touches.items():
+                    if self._touches.get(token_id) == used_at:
+                        del self._touches[token_id]
         with self._progress:
             self._progress.notify_all()
 
