@@ -27,7 +27,8 @@ def _in_venv() -> None:
 
 if __name__ == "__main__":
     _in_venv()
-    if "SECRET_KEY" not in os.environ and "DEBUG" not in os.environ and (ROOT / "var" / "dev-secret-key").exists():
+    var = Path(os.environ.get("MCPNEST_VAR_DIR") or ROOT / "var")
+    if "SECRET_KEY" not in os.environ and "DEBUG" not in os.environ and (var / "dev-secret-key").exists():
         os.environ["DEBUG"] = "1"  # the development checkout `make run` set up
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcpnest.settings.base")
     from django.core.exceptions import ImproperlyConfigured

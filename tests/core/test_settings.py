@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import runpy
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,30 @@ def test_env_required(monkeypatch):
             monkeypatch.setenv("MCPNEST_T", unset)
         with pytest.raises(ImproperlyConfigured, match="Set the MCPNEST_T environment variable"):
             env_required("MCPNEST_T")
+
+
+# --- manage.py as the README writes it (issue #7, item 9) -------------------------------------
+
+
+def _manage(tmp_path: Path, *args: str, python: str = sys.executable, **env: str) -> subprocess.CompletedProcess:
+    clean = {"PATH": os.environ.get("PATH", ""), "MCPNEST_VAR_DIR": str(tmp_path), **env}
+    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [python, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_missing_configuration_is_one_line_not_a_traceback(tmp_path):
+    result = _manage(tmp_path, "check")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "mcpnest: configuration error: Set the SECRET_KEY environment variable (required when DEBUG is off)."
+    )
+
+
+def test_after_make_run_commands_work_as_written_even_outside_the_virtualenv(tmp_path):
+    (tmp_path / "dev-secret-key").write_text("k" * 64)  # what `make run` leaves in var/
+    system_python = shutil.which("python3", path="/usr/bin")
+    for python in filter(None, [sys.executable, system_python]):
+        result = _manage(tmp_path, "check", python=python)
+        assert result.returncode == 0, (python, result.stderr)
+        assert "System check identified no issues" in result.stdout

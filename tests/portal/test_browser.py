@@ -82,13 +82,19 @@ def _submit(driver, button) -> None:
 
 
 def _sign_in(driver, base: str, email: str, *, next_url: str = "") -> None:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/accounts/login/" + (f"?next={next_url}" if next_url else ""))
     driver.find_element(By.NAME, "login").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     _submit(driver, driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
-    assert email in driver.find_element(By.CSS_SELECTOR, ".topbar .who").text
+    # Wait for the page after the sign-in's redirects: an element read too early can belong to
+    # a document that is being replaced ("Node ... does not belong to the document").
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: email in d.find_element(By.CSS_SELECTOR, ".topbar .who").text
+    )
 
 
 def _messages(driver) -> str:
