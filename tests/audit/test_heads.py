@@ -22,19 +22,7 @@ from apps.audit import chain
 from apps.audit.events import Action
 from apps.audit.models import AuditChain, ToolCall
 from apps.audit.services import audit_event_record, audit_heads_export, retention_apply, tool_calls_record
-
-MALLORYS_KEY = "mallory-made-this-key-" + "3" * 40
-
-
-def _calls(workspace, n, **extra):
-    return [
-        {"workspace_id": workspace.pk, "method": "tools/call", "tool_name": f"t{i}", "status": 200, **extra}
-        for i in range(n)
-    ]
-
-
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+from tests.audit.test_keys import MALLORYS_KEY, _calls, _table
 
 
 def _cut_tail(workspace, keep: int) -> None:
