@@ -17,3 +17,41 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = label; }, 2000);
 });
+
+// Approvals and checks under way: <span data-check-url="…REST API server…">. A task does them;
+// poll until each has finished, then reload to show the outcome (unless something is being
+// typed on the page: then say so, and leave the reload to the reader). Without JavaScript,
+// the "Refresh" link next to each does the same.
+(() => {
+  const pending = () => [...document.querySelectorAll("[data-check-url]")];
+  if (!pending().length) return;
+  let typed = false;
+  document.addEventListener("input", () => { typed = true; });
+  let polls = 0;
+  const underWay = async (element) => {
+    try {
+      const response = await fetch(element.dataset.checkUrl, { headers: { Accept: "application/json" } });
+      if (!response.ok) return false; // removed, or no longer ours to see: stop asking
+      return (await response.json()).checking;
+    } catch {
+      return true; // the network blinked: ask again
+    }
+  };
+  const poll = async () => {
+    polls += 1;
+    const states = await Promise.all(pending().map(underWay));
+    if (states.some(Boolean)) {
+      if (polls < 100) setTimeout(poll, 3000); // about five minutes, as long as a check may take
+      return;
+    }
+    if (!typed) {
+      window.location.reload();
+      return;
+    }
+    for (const element of pending()) {
+      element.querySelector(".status").textContent = "Finished";
+      element.querySelector("a").textContent = "Refresh to see the result";
+    }
+  };
+  setTimeout(poll, 2000);
+})();

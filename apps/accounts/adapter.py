@@ -1,6 +1,14 @@
+"""How allauth signs people up: closed, except to someone holding a pending invitation."""
+
+from __future__ import annotations
+
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
+from django.http import HttpRequest
 from django.urls import Resolver404, resolve
+
+from apps.workspaces.models import Invitation
+from apps.workspaces.selectors import invitation_lookup
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -20,10 +28,8 @@ class AccountAdapter(DefaultAccountAdapter):
         return super().is_email_verified(request, email)
 
 
-def _pending_invitation_in(request):
+def _pending_invitation_in(request: HttpRequest) -> Invitation | None:
     """The pending invitation whose link is this sign-up's ``next``, if any."""
-    from apps.workspaces.services import invitation_lookup
-
     target = request.POST.get("next") or request.GET.get("next") or ""
     try:
         match = resolve(target.split("?")[0])

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import api_key_revoke
-from apps.core.admin import ReadOnlyMixin
+from apps.core.admin import ReadOnlyAdminMixin
 from apps.workspaces.models import Membership
 
 
@@ -35,7 +35,7 @@ class UserEditForm(UserChangeForm):
         return self.cleaned_data["email"].strip().lower()
 
 
-class MembershipInline(ReadOnlyMixin, admin.TabularInline):
+class MembershipInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Where the person belongs. Roles change through the membership admin (services, audit)."""
 
     model = Membership
@@ -80,10 +80,11 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: keys are issued by their owner (the raw key is shown to them once) and revoked here.
 
-    The digest is never shown: it is excluded from every page.
+    Revoked, never deleted: the row stays, so its use stays explainable. The digest is never
+    shown: it is excluded from every page.
     """
 
     list_display = ("prefix", "name", "user", "is_active", "created_at", "last_used_at", "revoked_at")
@@ -98,15 +99,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="active")
     def is_active(self, obj: ApiKey) -> bool:
         return obj.is_active
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # revoke instead: the row stays, so its use stays explainable
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         # The service lets an owner or a superuser revoke; the admin is for operators.

@@ -13,7 +13,6 @@ as received (``apps.audit.sanitize``), and the detail page shows their note in f
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.contrib import admin
@@ -28,11 +27,10 @@ from django.utils.html import format_html
 from apps.accounts.models import User
 from apps.audit import chain as audit_chain
 from apps.audit import export
-from apps.audit.events import Action
+from apps.audit.export import ExportKind, ExportVia
 from apps.audit.models import GENESIS_HASH, AuditChain, AuditCheckpoint, AuditEvent, ChainedRecord, ToolCall
-from apps.audit.services import audit_event_record
-from apps.core import secrets
-from apps.core.admin import CappedCountPaginator, InputFilter, RangeDateHierarchyChangeList
+from apps.audit.services import audit_export_begin
+from apps.core.admin import CappedCountPaginator, InputFilter, RangeDateHierarchyChangeList, ReadOnlyAdminMixin
 from apps.core.http import client_ip
 from apps.workspaces.models import Workspace
 
@@ -152,19 +150,10 @@ class QuarantineFilter(admin.SimpleListFilter):
 # --- Shared read-only behaviour ------------------------------------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class AuditTrailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Viewable with the model's view permission; never added, changed or deleted here."""
 
-    actions = None  # no bulk "delete selected" (nor any other bulk action)
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+    actions = None  # no bulk action at all: the trail offers nothing to act on
 
     # Django links a read-only foreign key to its admin page without asking whether the user
     # may open it: a security reviewer on an audit row would follow "workspace" or "chain"
@@ -215,21 +204,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return str(obj.chain)
 
 
-# A whole secret (mng_/mnk_/mni_ + 48 hex) pasted into the search box must not reach the trail.
-_RAW_SECRET = re.compile(rf"\b[a-z]{{3}}_[0-9a-f]{{{secrets.SECRET_HEX_LENGTH}}}\b")
-
-
-def _redact(value: str | list[str]) -> str | list[str]:
-    if isinstance(value, list):
-        return [_RAW_SECRET.sub("***", v) for v in value]
-    return _RAW_SECRET.sub("***", value)
-
-
 def _code(value: str) -> str:
     return format_html('<code style="word-break: break-all">{}</code>', value)
 
 
-class ChainedRecordAdmin(ReadOnlyAdmin):
+class ChainedRecordAdmin(AuditTrailAdmin):
     """Changelist, detail and export shared by audit events and tool calls."""
 
     change_list_template = "admin/audit/change_list.html"
@@ -347,15 +326,15 @@ class ChainedRecordAdmin(ReadOnlyAdmin):
             return HttpResponseBadRequest("Those filters are not valid; go back to the list and choose again.")
         # Chain order, so consecutive rows of one chain link up for offline verification.
         queryset = cl.queryset.select_related(None).order_by("chain_id", "seq")
-        filters = {key: _redact(values[0] if len(values) == 1 else values) for key, values in request.GET.lists()}
         workspace = self._single_workspace(request)
-        audit_event_record(
+        audit_export_begin(
             workspace=workspace,
             actor=request.user,
-            action=Action.AUDIT_EXPORTED,
-            target_type=self.opts.model_name,
-            target_repr=str(self.opts.verbose_name_plural),
-            metadata={"model": self.opts.label_lower, "format": fmt, "filters": filters, "via": "admin"},
+            kind=ExportKind.of(self.model),
+            fmt=fmt,
+            # The changelist's query as given (a pasted secret is masked by the service).
+            filters={key: values[0] if len(values) == 1 else values for key, values in request.GET.lists()},
+            via=ExportVia.ADMIN,
             ip=client_ip(request),
         )
         return export.ExportResponse(queryset, fmt, label=workspace.slug if workspace else "all")
@@ -484,7 +463,7 @@ class AuditEventAdmin(ChainedRecordAdmin):
 
 
 @admin.register(AuditChain)
-class AuditChainAdmin(ReadOnlyAdmin):
+class AuditChainAdmin(AuditTrailAdmin):
     list_display = ("__str__", "workspace", "stream", "last_seq", "last_hash")
     list_select_related = ("workspace",)
     list_filter = ("stream", ("workspace", admin.RelatedFieldListFilter))
@@ -492,7 +471,7 @@ class AuditChainAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AuditCheckpoint)
-class AuditCheckpointAdmin(ReadOnlyAdmin):
+class AuditCheckpointAdmin(AuditTrailAdmin):
     """Where retention cut a chain: verification starts from the newest checkpoint."""
 
     list_display = ("created_at", "chain", "seq", "deleted_rows", "row_hash", "signature")

@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
-from apps.audit.models import GENESIS_HASH, AuditChain, AuditCheckpoint, ChainedRecord
+from apps.audit.models import GENESIS_HASH, AuditChain, AuditCheckpoint, AuditEvent, ChainedRecord, ToolCall
 
 # Each MACed message starts differently, so a MAC made for one kind can never pass for another:
 # rows start with their 64-hex prev_hash, checkpoints and heads with these labels.
@@ -297,8 +297,6 @@ def verify_chain(chain: AuditChain, model: type[ChainedRecord]) -> ChainReport |
 
 
 def model_for(stream: str) -> type[ChainedRecord]:
-    from apps.audit.models import AuditEvent, ToolCall
-
     return {AuditChain.Stream.EVENTS: AuditEvent, AuditChain.Stream.CALLS: ToolCall}[stream]
 
 

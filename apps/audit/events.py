@@ -12,8 +12,10 @@ class Action(StrEnum):
     WORKSPACE_UPDATED = "workspace.updated"
     WORKSPACE_DELETED = "workspace.deleted"
     PLAN_CHANGED = "workspace.plan_changed"
+    # The gateway policy (enforcement mode, deny-by-default, rate limit): one row per change,
+    # its metadata ``changes: {field: [before, after]}`` (workspace_set_policy).
     ENFORCEMENT_CHANGED = "workspace.enforcement_changed"
-    RATE_LIMIT_CHANGED = "workspace.rate_limit_changed"
+    RATE_LIMIT_CHANGED = "workspace.rate_limit_changed"  # rows written before the policy had one service
     # People
     MEMBER_INVITED = "member.invited"
     INVITATION_REVOKED = "member.invitation_revoked"

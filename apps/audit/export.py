@@ -1,7 +1,8 @@
 """Streaming export of audit rows as CSV or JSON Lines, with their chain hashes.
 
-Used by the admin, the REST API and ``manage.py audit_export``: rows are read with
-``.iterator()`` and written one at a time, never built in memory.
+Used by the portal, the admin, the REST API and ``manage.py audit_export``: rows are read
+with ``.iterator()`` and written one at a time, never built in memory. Each of them first
+records the export through ``apps.audit.services.audit_export_begin``.
 
 Each exported row holds exactly the values its MAC covers (``key_id`` included), so an
 auditor who is given the audit key can recompute every ``row_hash`` offline:
@@ -17,15 +18,39 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC
+from enum import StrEnum
 
 from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent, ChainedRecord, ToolCall
 
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+class ExportKind(StrEnum):
+    """What an export holds: one kind of row, or (``manage.py audit_export``) both."""
+
+    EVENTS = "events"
+    TOOL_CALLS = "tool-calls"
+    ALL = "all"
+
+    @classmethod
+    def of(cls, model: type[ChainedRecord]) -> ExportKind:
+        return cls.EVENTS if model is AuditEvent else cls.TOOL_CALLS
+
+
+class ExportVia(StrEnum):
+    """Where an export was asked for, as its audit row says."""
+
+    PORTAL = "portal"
+    API = "api"
+    ADMIN = "admin"
+    CLI = "cli"
+
 
 _CHAIN_COLUMNS = ["id", "chain", "seq", "prev_hash", "row_hash", "key_id", "workspace", "created_at"]
 COLUMNS: dict[type[ChainedRecord], list[str]] = {
@@ -78,11 +103,8 @@ def stream(queryset: QuerySet, fmt: str) -> Iterable[str]:
 
 
 def filename(model: type[ChainedRecord], fmt: str, label: str) -> str:
-    from django.utils import timezone
-
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kind = "events" if model is AuditEvent else "tool-calls"
-    return f"mcpnest-{label}-{kind}-{stamp}.{fmt}"
+    return f"mcpnest-{label}-{ExportKind.of(model)}-{stamp}.{fmt}"
 
 
 class ExportResponse(StreamingHttpResponse):

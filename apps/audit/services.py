@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,9 @@ from django.utils import timezone
 
 from apps.audit import chain, heads, sanitize
 from apps.audit.events import Action
+from apps.audit.export import FORMATS, ExportKind, ExportVia
 from apps.audit.models import AuditChain, AuditEvent, ChainedRecord, ToolCall
+from apps.core import secrets
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -95,6 +98,56 @@ def audit_event_record(
     )
     chain.append([event])
     return event
+
+
+# A whole secret (mng_/mnk_/mni_ + 48 hex) typed into a filter or search box must not
+# reach the trail through the export's own row.
+_RAW_SECRET = re.compile(rf"\b[a-z]{{3}}_[0-9a-f]{{{secrets.SECRET_HEX_LENGTH}}}\b")
+
+
+def _filter_value(value: Any) -> str | list[str]:
+    if isinstance(value, list | tuple):
+        return [_RAW_SECRET.sub("***", str(item)) for item in value]
+    return _RAW_SECRET.sub("***", str(value))
+
+
+def _given(value: Any) -> bool:
+    """Whether a filter was set: an unset one is None, False (a checkbox) or empty."""
+    return value is not None and value is not False and value not in ("", [], ())
+
+
+def audit_export_begin(
+    *,
+    workspace: Workspace | None,
+    actor: User | None,
+    kind: ExportKind,
+    fmt: str,
+    filters: Mapping[str, Any],
+    via: ExportVia,
+    ip: str | None = None,
+) -> AuditEvent:
+    """Record that an export of the audit trail begins: every entry point writes this one row.
+
+    Call it before the first exported row is produced, so that even an interrupted download
+    is on record and an events export that reads up to the chain's head names itself.
+    ``workspace`` is None only for an admin export across workspaces; ``actor`` is None only
+    for an operator at the shell (``via=ExportVia.CLI``). ``filters`` are the ones the caller
+    applied (empty values dropped); their values are written as text, with raw secrets
+    masked.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Format must be one of: {', '.join(FORMATS)}.")
+    used = {str(name): _filter_value(value) for name, value in filters.items() if _given(value)}
+    return audit_event_record(
+        workspace=workspace,
+        actor=actor,
+        action=Action.AUDIT_EXPORTED,
+        target_type="workspace" if workspace is not None else "",
+        target_id=workspace.pk if workspace is not None else "",
+        target_repr=workspace.slug if workspace is not None else "all workspaces",
+        metadata={"kind": ExportKind(kind).value, "format": fmt, "filters": used, "via": ExportVia(via).value},
+        ip=ip,
+    )
 
 
 class AuditUnavailable(Exception):

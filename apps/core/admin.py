@@ -3,33 +3,31 @@
 * ``CappedCountPaginator`` and ``RangeDateHierarchyChangeList``: changelists over tables
   of millions of rows (the audit trail) without a full ``COUNT(*)`` or ``DISTINCT``;
 * ``InputFilter``: a free-text list filter, for columns with too many values to list;
-* ``ServiceAdminMixin`` and ``act_in_workspaces``: admin writes go through the services
-  and the RBAC gate like every other write, and a refused rule becomes a message.
+* ``ReadOnlyAdminMixin``: the one way an admin (or inline) refuses add, change and delete;
+* ``ServiceAdminMixin``: admin writes go through the services like every other write, and a
+  refused rule becomes a message.
+
+Framework helpers only: nothing here imports a domain app (``tests/core/test_layering.py``).
+Admin actions that need the RBAC gate use ``apps.rbac.admin.act_in_workspaces``.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connections, transaction
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
 
 from apps.core.errors import RuleViolation
-from apps.core.http import client_ip
-from apps.rbac.access import Access, access_for
-from apps.rbac.roles import Capability
-
-if TYPE_CHECKING:
-    from apps.workspaces.models import Workspace
 
 # --- Changelists over huge tables ------------------------------------------------------
 
@@ -183,9 +181,16 @@ class InputFilter(admin.SimpleListFilter):
 # --- Read-only admins ------------------------------------------------------------------
 
 
-class ReadOnlyMixin:
-    """No add, change or delete through this admin, for anyone: the rows change only through
-    services (audited), or never (the audit trail)."""
+class ReadOnlyAdminMixin:
+    """No add, change or delete through this admin, for anyone, superusers included.
+
+    For rows that change only through services (audited, checked by the RBAC gate) or
+    never (the audit trail). Users with the model's view permission still read them; named
+    admin actions that call a service (``revoke``, ``reapprove``) stay available, while
+    Django's bulk "delete selected" disappears with the delete permission. Mix it in before
+    ``admin.ModelAdmin`` or an inline class; ``obj`` is optional because inlines pass it and
+    model admins do not.
+    """
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -222,44 +227,3 @@ class ServiceAdminMixin:
         except (RuleViolation, ValidationError) as exc:
             self.message_user(request, error_text(exc), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
-
-
-def act_in_workspaces(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    objects: Iterable[Any],
-    *,
-    capability: Capability,
-    workspace: Callable[[Any], Workspace],
-    act: Callable[[Access, Any, str | None], bool | None],
-    done: str,
-) -> None:
-    """Run a service on each selected object the acting staff user may act on.
-
-    Access is decided per workspace by the RBAC gate, exactly as in the portal: a member
-    acts with their role; a superuser who is not a member acts as Owner. Each object is
-    its own transaction, and every refusal is reported by name. ``act`` returns False
-    when there was nothing to do (e.g. already revoked).
-    """
-    changed: list[str] = []
-    unchanged: list[str] = []
-    refused: list[str] = []
-    ip = client_ip(request)
-    for obj in objects:
-        access = access_for(user=request.user, workspace=workspace(obj))
-        if not access.can(capability):
-            refused.append(f"{obj} (your role in {access.workspace.slug} does not allow {capability.value})")
-            continue
-        try:
-            with transaction.atomic():
-                result = act(access, obj, ip)
-        except (RuleViolation, ValidationError) as exc:
-            refused.append(f"{obj} ({error_text(exc)})")
-            continue
-        (unchanged if result is False else changed).append(str(obj))
-    if changed:
-        modeladmin.message_user(request, f"{done}: {', '.join(changed)}.", messages.SUCCESS)
-    if unchanged:
-        modeladmin.message_user(request, f"Nothing to do for: {', '.join(unchanged)}.", messages.INFO)
-    if refused:
-        modeladmin.message_user(request, f"Refused: {'; '.join(refused)}.", messages.ERROR)

@@ -12,8 +12,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.core.errors import RuleViolation
-from apps.rbac.access import PermissionDenied as RolePermissionDenied
+from apps.core.errors import Forbidden, RuleViolation
 
 
 class NewestFirstPagination(CursorPagination):
@@ -36,7 +35,7 @@ def _message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Every API error is ``{"error": "<what to fix>", "fields": {...}?}``."""
-    if isinstance(exc, RolePermissionDenied):
+    if isinstance(exc, Forbidden):
         # The caller can see the workspace (else the gate said 404); their role lacks the capability.
         return Response({"error": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, RuleViolation):

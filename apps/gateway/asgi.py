@@ -34,6 +34,9 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
+from apps.gateway import views
+from relay.gateway import Gateway
+
 PATH_PREFIX = "/api/gw/"
 
 
@@ -100,8 +103,6 @@ def _refuse_large_bodies_in_daphne() -> None:
     def process_limited(self):
         if not getattr(self, "_mcpnest_too_large", False):
             return process(self)
-        from apps.gateway import views
-
         response = views.body_too_large(settings.MCPNEST_GATEWAY_MAX_BODY_BYTES)
         self.request_start = time.time()
         self.client_addr = None
@@ -129,7 +130,13 @@ class _TooLarge(Exception):
 
 
 class GatewayASGIHandler(ASGIHandler):
-    in_flight = 0  # requests this process is working on
+    """Serves the gateway's requests with the process's ``Gateway`` in their scope
+    (``views.SCOPE_KEY``); starts it on the first request if no lifespan event did."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.in_flight = 0  # requests this process is working on
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
@@ -145,21 +152,22 @@ class GatewayASGIHandler(ASGIHandler):
 
     async def handle(self, scope, receive, send) -> None:
         """ASGIHandler.handle without the signals (see the module docstring), with limits."""
-        from apps.gateway import views
-
+        if not self.gateway.started:
+            self.gateway.start()
+        scope[views.SCOPE_KEY] = self.gateway
         limit = settings.MCPNEST_GATEWAY_MAX_BODY_BYTES
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await self.send_response(views.body_too_large(limit), send)
             return
-        if GatewayASGIHandler.in_flight >= settings.MCPNEST_GATEWAY_MAX_IN_FLIGHT:
+        if self.in_flight >= settings.MCPNEST_GATEWAY_MAX_IN_FLIGHT:
             await self.send_response(views.overloaded(), send)
             return
-        GatewayASGIHandler.in_flight += 1
+        self.in_flight += 1
         try:
             await self._handle(scope, receive, send, limit)
         finally:
-            GatewayASGIHandler.in_flight -= 1
+            self.in_flight -= 1
 
     async def _read_limited(self, receive, limit: int):
         # Closed by the request when it is done, as Django's own read_body does.
@@ -182,8 +190,6 @@ class GatewayASGIHandler(ASGIHandler):
         return body_file
 
     async def _handle(self, scope, receive, send, limit) -> None:
-        from apps.gateway import views
-
         try:
             body_file = await self._read_limited(receive, limit)
         except RequestAborted:

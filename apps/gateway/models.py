@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -18,6 +19,11 @@ server_slug_validator = RegexValidator(
 # Tool names SHOULD be [A-Za-z0-9_.-]; a prefix must keep them so.
 prefix_validator = RegexValidator(r"^[A-Za-z0-9_.-]{1,40}$", "Use up to 40 letters, digits, '_', '.' or '-'.")
 
+# A queued or running check older than this is taken as lost (its worker died, or its message
+# expired): it no longer shows as under way, may be asked for again, and beat marks it failed.
+# Far longer than the task's own time limit (apps.gateway.tasks.server_check_run).
+CHECK_STALE_AFTER = timedelta(minutes=10)
+
 
 class UpstreamServer(models.Model):
     """An MCP server behind a workspace's gateway.
@@ -26,6 +32,10 @@ class UpstreamServer(models.Model):
     never shown again once saved; the URL carries none (``services.server_url_check``). Only
     approved, enabled servers are reached by the gateway, each call within the server's
     ``timeout_seconds`` and ``max_concurrency`` (empty: the gateway's defaults).
+
+    Approving a server and checking it contact the upstream, which can take seconds: a
+    request only records what was asked (``check_*``) and a task does it, outside any
+    transaction (``services.server_check_run``).
     """
 
     class Transport(models.TextChoices):
@@ -36,6 +46,16 @@ class UpstreamServer(models.Model):
     class Status(models.TextChoices):
         REQUESTED = "requested", "Requested (waiting for approval)"
         APPROVED = "approved", "Approved"
+
+    class CheckKind(models.TextChoices):
+        APPROVE = "approve", "Approval"
+        HEALTH = "health", "Health check"
+
+    class CheckState(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
 
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="servers")
     slug = models.CharField(max_length=40, validators=[server_slug_validator])
@@ -57,9 +77,20 @@ class UpstreamServer(models.Model):
     health_checked_at = models.DateTimeField(null=True, blank=True)
     health_ok = models.BooleanField(null=True, blank=True)
     health_detail = models.CharField(max_length=300, blank=True)
-    # When a check was last asked for (the portal's "Check now"); it runs as a task, so until
-    # health_checked_at passes this, the check is still under way.
+    # The last check asked for by a person (an approval, or "Check now"), as a small long-running
+    # operation: the request records it queued, the task advances it (running, then done or
+    # failed). One at a time per server. Its outcome for the upstream is in health_*;
+    # check_error says why the check itself could not be carried out.
+    check_kind = models.CharField(max_length=10, choices=CheckKind.choices, blank=True)
+    check_state = models.CharField(max_length=10, choices=CheckState.choices, blank=True)
     check_requested_at = models.DateTimeField(null=True, blank=True)
+    check_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    check_requested_ip = models.GenericIPAddressField(null=True, blank=True)
+    check_started_at = models.DateTimeField(null=True, blank=True)
+    check_finished_at = models.DateTimeField(null=True, blank=True)
+    check_error = models.CharField(max_length=300, blank=True)
     # A requested server's tools as its last check listed them, for the Owner or Admin who
     # decides on the request (never used by the gateway: approval pins what is offered then).
     offered_tools = models.JSONField(null=True, blank=True, editable=False)
@@ -92,9 +123,18 @@ class UpstreamServer(models.Model):
 
     @property
     def checking(self) -> bool:
-        """A check was asked for and has not finished yet."""
-        requested = self.check_requested_at
-        return requested is not None and (self.health_checked_at is None or self.health_checked_at < requested)
+        """A check (or an approval) was asked for and has not finished yet, nor been given up."""
+        open_states = (self.CheckState.QUEUED, self.CheckState.RUNNING)
+        return (
+            self.check_state in open_states
+            and self.check_requested_at is not None
+            and self.check_requested_at > timezone.now() - CHECK_STALE_AFTER
+        )
+
+    @property
+    def approving(self) -> bool:
+        """An Owner or Admin approved this requested server; the task that pins its tools has not finished."""
+        return self.checking and self.check_kind == self.CheckKind.APPROVE
 
     @property
     def header_names(self) -> list[str]:

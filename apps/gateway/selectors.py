@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from django.db.models import QuerySet
 
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
+from apps.gateway.snapshots import one_off_pool, workspace_config
+from relay import catalog as catalogs
+from relay.catalog import Catalog
+from relay.config import WorkspaceConfig
 
 if TYPE_CHECKING:
-    from apps.gateway.runtime.catalog import Catalog
-    from apps.gateway.runtime.state import WorkspaceConfig
     from apps.workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -37,18 +40,9 @@ class ServerTools:
     note: str = ""
 
 
-def _load_config(slug: str) -> WorkspaceConfig | None:
-    from apps.gateway.runtime import state
-
-    # Not the pool-thread wrapper: a request thread leaves its connection to Django.
-    return state.load_workspace(slug)
-
-
 async def _build(config: WorkspaceConfig) -> Catalog:
-    from apps.gateway.runtime import catalog, upstream
-
-    async with upstream.isolated(), asyncio.timeout(LIVE_TOOLS_TIMEOUT):
-        return await catalog.build(config)
+    async with one_off_pool() as pool, asyncio.timeout(LIVE_TOOLS_TIMEOUT):
+        return await catalogs.build(config, pool)
 
 
 def live_tools(workspace: Workspace) -> list[ServerTools]:
@@ -64,7 +58,7 @@ def live_tools(workspace: Workspace) -> list[ServerTools]:
     )
     if not approved:
         return []
-    config = _load_config(workspace.slug)
+    config = workspace_config(workspace.slug)
     failures: dict[str, str] = {}
     live: dict[str, ServerTools] = {}
     if config is not None and config.servers:
@@ -104,6 +98,20 @@ def live_tools(workspace: Workspace) -> list[ServerTools]:
             )
         )
     return result
+
+
+def servers_in_order(*, workspace: Workspace) -> QuerySet[UpstreamServer]:
+    """The workspace's upstream servers in the order the gateway asks them."""
+    return UpstreamServer.objects.filter(workspace=workspace).order_by("position", "slug")
+
+
+def known_tools(servers: list[UpstreamServer]) -> dict[str, set[str]]:
+    """The tool names each server is known to offer (every tool the gateway has seen has a pin), by slug."""
+    known: dict[str, set[str]] = {server.slug: set() for server in servers}
+    slugs = {server.pk: server.slug for server in servers}
+    for server_id, name in ToolPin.objects.filter(server__in=servers).values_list("server_id", "tool_name"):
+        known[slugs[server_id]].add(name)
+    return known
 
 
 def allowlists(workspace: Workspace) -> dict[int, list[str]]:

@@ -1,14 +1,17 @@
 """Writes for the gateway: upstream servers, allowlists and tool pins.
 
 Each write bumps the workspace's epoch (on commit) so every gateway worker reloads its
-snapshot within a second. Upstreams are contacted outside any transaction: a check runs
-as a task (``apps.gateway.tasks.server_check``) queued on commit.
+snapshot within a second. Upstreams are contacted outside any transaction and outside
+any request: approving a server or checking it records what was asked on the server and
+queues a task on commit (``apps.gateway.tasks.server_check_run``), which contacts the
+upstream and then records the outcome in a short transaction of its own.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -23,13 +26,21 @@ from apps.audit.events import Action
 from apps.audit.services import audit_event_record
 from apps.core import epochs
 from apps.core.errors import RuleViolation
-from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
+
+# tasks imports this module too: both bind the module object only and use it at call time,
+# so either may be imported first.
+from apps.gateway import selectors, tasks
+from apps.gateway.models import CHECK_STALE_AFTER, AllowRule, ToolPin, UpstreamServer
+from apps.gateway.snapshots import one_off_pool, upstream_config
+from apps.rbac.access import Access, access_for
 from apps.rbac.roles import Capability, roles_with
 from apps.workspaces.models import Membership
+from relay.catalog import fingerprint
+from relay.config import Era
+from relay.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
-    from apps.rbac.access import Access
     from apps.workspaces.models import Workspace
 
 
@@ -173,7 +184,10 @@ def server_add(
     max_concurrency: int | None = None,
     ip: str | None = None,
 ) -> UpstreamServer:
-    """Add an upstream. Owners and Admins add it approved (pins recorded); a Member's waits.
+    """Add an upstream. Owners and Admins add it approved; a Member's waits.
+
+    An Owner's or Admin's server is approved as ``server_approve`` does: a task pins its
+    tools once this transaction commits.
 
     ``timeout_seconds`` and ``max_concurrency`` bound each call to it; None means the
     gateway's defaults (MCPNEST_GATEWAY_UPSTREAM_TIMEOUT, MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY).
@@ -226,10 +240,13 @@ def server_add(
                         "Nothing contacts it until an Owner or Admin checks or approves it.",
                     ],
                 )
+            if can_manage:
+                # Queued with the addition, so neither exists without the other.
+                server_approve(access=access, server=server, ip=ip)
     except IntegrityError:
         raise ValidationError({"slug": f"{workspace.slug} already has a server called {server.slug!r}."}) from None
     if can_manage:
-        server_approve(access=access, server=server, ip=ip)
+        server.refresh_from_db()  # with tasks run in-process, already approved
     return server
 
 
@@ -271,15 +288,13 @@ def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:
 
     Also notes on ``server`` (unsaved) which transport the upstream turned out to speak.
     """
-    from apps.gateway.runtime.upstream import UpstreamConfig, isolated, upstream_for
 
     async def fetch() -> list[dict[str, Any]]:
-        config = UpstreamConfig(server.pk, server.slug, server.url, tuple(sorted(server.get_headers().items())))
-        async with isolated():
-            upstream = upstream_for(config)
+        async with one_off_pool() as pool:
+            upstream = pool.get(upstream_config(server))
             await upstream.ensure_connected(10.0)
             server.transport = (
-                UpstreamServer.Transport.SSE if upstream.era == "sse" else UpstreamServer.Transport.STREAMABLE_HTTP
+                UpstreamServer.Transport.SSE if upstream.era is Era.SSE else UpstreamServer.Transport.STREAMABLE_HTTP
             )
             if "tools" not in upstream.capabilities:
                 return []
@@ -289,48 +304,15 @@ def _fetch_tools(server: UpstreamServer) -> list[dict[str, Any]]:
 
 
 def server_approve(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
-    """Approve a server and pin the definition of every tool it offers right now.
+    """Approve a requested server; a task then pins the definition of every tool it offers.
 
-    If the upstream cannot be reached, the server is approved without pins: each tool it
-    later offers waits for approval like a changed one (never trusted on first use).
+    Pinning asks the upstream, so this only records the decision (``check_kind`` approve,
+    queued) and queues ``apps.gateway.tasks.server_check_run`` on commit; the server is
+    approved when it has run (``server_check_run``). If the upstream cannot be reached
+    then, the server is approved without pins: each tool it later offers waits for
+    approval like a changed one (never trusted on first use). Asking twice queues once.
     """
-    from apps.gateway.runtime.catalog import fingerprint
-    from apps.gateway.runtime.upstream import UpstreamError
-
-    access.require(Capability.MANAGE_SERVERS)
-    if server.workspace_id != access.workspace.pk:
-        raise RuleViolation("That server belongs to another workspace.")
-    try:
-        tools = _fetch_tools(server)
-        detail, ok = f"{len(tools)} tools", True
-    except UpstreamError as exc:
-        tools, detail, ok = [], str(exc), False
-    now = timezone.now()
-    with transaction.atomic():
-        server.status = UpstreamServer.Status.APPROVED
-        server.approved_by = _actor(access)
-        server.approved_at = now
-        server.health_checked_at, server.health_ok, server.health_detail = now, ok, detail[:300]
-        server.offered_tools = None  # from here on the pins say what it offers
-        server.save()
-        for tool in tools:
-            if isinstance(tool.get("name"), str):
-                ToolPin.objects.update_or_create(
-                    server=server,
-                    tool_name=tool["name"],
-                    defaults={
-                        "fingerprint": fingerprint(tool),
-                        "definition": tool,
-                        "pending_fingerprint": "",
-                        "pending_definition": None,
-                        "pending_since": None,
-                        "approved_by": _actor(access),
-                        "approved_at": now,
-                    },
-                )
-        _audit(server, _actor(access), Action.SERVER_APPROVED, ip, tools_pinned=len(tools), reachable=ok)
-        config_changed(server.workspace_id)
-    return server
+    return _check_ask(access=access, server=server, kind=UpstreamServer.CheckKind.APPROVE, ip=ip)
 
 
 @transaction.atomic
@@ -366,24 +348,162 @@ def _require_server(access: Access, server: UpstreamServer) -> None:
 def server_check_request(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
     """Ask for a check of ``server`` (the portal's *Check now*): queued as a task on commit.
 
-    The check itself (``server_health_check``) contacts the upstream, so it never runs
-    inside this transaction; until it has run, ``server.checking`` is true.
+    The check contacts the upstream, so it never runs inside this transaction; until it
+    has run, ``server.checking`` is true. Asking again meanwhile queues nothing more.
     """
-    from apps.gateway import tasks
+    return _check_ask(access=access, server=server, kind=UpstreamServer.CheckKind.HEALTH, ip=ip)
 
+
+_CHECK_FIELDS = [
+    "check_kind",
+    "check_state",
+    "check_requested_at",
+    "check_requested_by",
+    "check_requested_ip",
+    "check_started_at",
+    "check_finished_at",
+    "check_error",
+]
+
+
+def _check_ask(*, access: Access, server: UpstreamServer, kind: str, ip: str | None) -> UpstreamServer:
+    """Record on ``server`` that ``access`` asks for a check (or its approval); queue the task on commit.
+
+    One check at a time per server, so a double click or two Admins at once queue one
+    task: asking while a check is under way changes nothing, except that an approval
+    takes the place of a health check still queued (the queued task carries out whatever
+    the server's row asks for when it starts). Returns the server as it stands after
+    this transaction (with tasks run in-process, already checked).
+    """
     _require_server(access, server)
-    actor = _actor(access)
     with transaction.atomic():
-        server.check_requested_at = timezone.now()
-        UpstreamServer.objects.filter(pk=server.pk).update(check_requested_at=server.check_requested_at)
-        transaction.on_commit(lambda: tasks.server_check.delay(server.pk, actor.pk if actor else None, ip))
+        locked = UpstreamServer.objects.select_for_update(of=("self",)).select_related("workspace").get(pk=server.pk)
+        if kind == UpstreamServer.CheckKind.APPROVE and locked.status != UpstreamServer.Status.REQUESTED:
+            # Approving again would re-pin every tool as offered now, accepting pending and
+            # rejected definitions unseen: changed tools are approved one by one.
+            raise RuleViolation(f"Server {locked.slug!r} is already approved; approve changed tools one by one.")
+        queue = True
+        if locked.checking:
+            if kind == UpstreamServer.CheckKind.HEALTH or locked.check_kind == UpstreamServer.CheckKind.APPROVE:
+                return locked  # already asked for (an approval checks the server too)
+            if locked.check_state == UpstreamServer.CheckState.RUNNING:
+                raise RuleViolation(f"A check of {locked.slug!r} is under way; approve it once it has finished.")
+            queue = False
+        locked.check_kind, locked.check_state = kind, UpstreamServer.CheckState.QUEUED
+        locked.check_requested_at = timezone.now()
+        locked.check_requested_by, locked.check_requested_ip = _actor(access), ip
+        locked.check_started_at = locked.check_finished_at = None
+        locked.check_error = ""
+        locked.save(update_fields=_CHECK_FIELDS)
+        if queue:
+            # robust: the request's decision is committed whatever happens to the task; a
+            # check that fails says so on the server's row (and in the log).
+            transaction.on_commit(lambda: tasks.server_check_run.delay(locked.pk), robust=True)
+    locked.refresh_from_db()
+    return locked
+
+
+def server_check_run(*, server_id: int) -> UpstreamServer | None:
+    """Carry out the check or approval queued on a server (the task ``server_check_run``).
+
+    The upstream is contacted between two short transactions, never inside one. The first
+    claims the queued check (a task delivered twice, or queued twice, finds nothing left
+    to do) and makes sure whoever asked may still do so; the second records the outcome:
+    an approval approves the server and pins the tools it listed, a health check records
+    whether it answered and holds changed tools for approval. Both are audited with the
+    person who asked. Returns the server, or None when there was nothing to do.
+    """
+    server = _check_claim(server_id)
+    if server is None:
+        return None
+    try:
+        answered, tools, error = _ask_upstream(server)
+        if server.check_kind == UpstreamServer.CheckKind.APPROVE:
+            return _approval_record(server, answered=answered, tools=tools, error=error)
+        return _health_record(server, answered=answered, tools=tools, error=error, claimed=True)
+    except Exception:
+        # A bug, or the task's time limit: the row must not show the check under way.
+        _check_fail(server.pk, started_at=server.check_started_at, error="The check stopped on an unexpected error.")
+        raise
+
+
+def _check_claim(server_id: int) -> UpstreamServer | None:
+    """The server whose queued check this task now carries out (marked running), or None."""
+    with transaction.atomic():
+        server = (
+            UpstreamServer.objects.select_for_update(of=("self",))
+            .select_related("workspace", "check_requested_by")
+            .filter(pk=server_id)
+            .first()
+        )
+        if server is None or server.check_state != UpstreamServer.CheckState.QUEUED:
+            return None  # removed meanwhile, or another delivery of the task has it
+        now = timezone.now()
+        refusal = _check_refusal(server)
+        if refusal:
+            server.check_state = UpstreamServer.CheckState.FAILED
+            server.check_finished_at, server.check_error = now, refusal
+            server.save(update_fields=["check_state", "check_finished_at", "check_error"])
+            return None
+        server.check_state, server.check_started_at = UpstreamServer.CheckState.RUNNING, now
+        server.save(update_fields=["check_state", "check_started_at"])
     return server
 
 
-def server_health_check(*, access: Access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
-    """Check ``server`` now, for ``access`` (audited with the actor): see ``server_check``."""
-    _require_server(access, server)
-    return server_check(server=server, actor=_actor(access), ip=ip)
+def _check_refusal(server: UpstreamServer) -> str:
+    """Why the check queued on ``server`` may no longer run (rights are checked when it starts too).
+
+    No actor means the system: an operator at the shell (``manage.py addserver``), who acts
+    with Owner rights.
+    """
+    actor = server.check_requested_by
+    if actor is not None and not actor.is_active:
+        return f"Dropped: {actor.email} has been deactivated."
+    if actor is not None and not access_for(user=actor, workspace=server.workspace).can(Capability.MANAGE_SERVERS):
+        return f"Dropped: {actor.email} may no longer manage this workspace's servers."
+    if server.check_kind == UpstreamServer.CheckKind.APPROVE and server.status != UpstreamServer.Status.REQUESTED:
+        return "Dropped: the server is already approved."
+    return ""
+
+
+def _check_locked(server: UpstreamServer, *, claimed: bool) -> UpstreamServer | None:
+    """``server``'s row, locked for recording a check; None if removed, or (``claimed``) if the
+    check this task claimed is no longer the server's running one (given up by the sweeper)."""
+    row = (
+        UpstreamServer.objects.select_for_update(of=("self",)).select_related("workspace").filter(pk=server.pk).first()
+    )
+    if row is None or not claimed:
+        return row
+    ours = row.check_state == UpstreamServer.CheckState.RUNNING and row.check_started_at == server.check_started_at
+    return row if ours else None
+
+
+def _check_done(server: UpstreamServer, now: datetime) -> list[str]:
+    server.check_state, server.check_finished_at, server.check_error = UpstreamServer.CheckState.DONE, now, ""
+    return ["check_state", "check_finished_at", "check_error"]
+
+
+def _check_fail(server_id: int, *, started_at: datetime | None, error: str) -> None:
+    UpstreamServer.objects.filter(
+        pk=server_id, check_state=UpstreamServer.CheckState.RUNNING, check_started_at=started_at
+    ).update(check_state=UpstreamServer.CheckState.FAILED, check_finished_at=timezone.now(), check_error=error[:300])
+
+
+def server_check_sweep() -> int:
+    """Give up the checks queued or running for longer than ``CHECK_STALE_AFTER`` (beat).
+
+    Their worker died or their message was lost: marked failed, they no longer show as
+    under way, and the next one asked for is queued. Returns how many were given up.
+    """
+    return UpstreamServer.objects.filter(
+        check_state__in=[UpstreamServer.CheckState.QUEUED, UpstreamServer.CheckState.RUNNING],
+        check_requested_at__lte=timezone.now() - CHECK_STALE_AFTER,
+    ).update(
+        check_state=UpstreamServer.CheckState.FAILED,
+        check_finished_at=timezone.now(),
+        check_error=f"Not finished within {CHECK_STALE_AFTER.seconds // 60} minutes (no worker carried it out); "
+        "ask again.",
+    )
 
 
 @dataclass(frozen=True)
@@ -409,8 +529,6 @@ def _observe(server: UpstreamServer, tools: list[dict[str, Any]]) -> _Listing:
     the approved nor the pending one; so does this, and ``pin_observe`` itself ignores a
     definition it already holds.
     """
-    from apps.gateway.runtime.catalog import fingerprint
-
     pins = {pin.tool_name: pin for pin in ToolPin.objects.filter(server=server)}
     waiting = rejected = 0
     for tool in tools:
@@ -428,42 +546,105 @@ def _observe(server: UpstreamServer, tools: list[dict[str, Any]]) -> _Listing:
     return _Listing(tools, waiting, rejected)
 
 
-def server_check(
-    *, server: UpstreamServer, actor: User | None = None, ip: str | None = None, scheduled: bool = False
-) -> UpstreamServer:
-    """Ask the upstream for its tools now and record what it said.
+def server_check(*, server: UpstreamServer) -> UpstreamServer:
+    """A scheduled check (beat, ``apps.gateway.tasks.check_servers``): ask the upstream for its
+    tools now and record what it said (``_health_record``).
 
     Contacts the upstream, so call it outside any transaction (the task
-    ``apps.gateway.tasks.server_check`` does). An approved server's changed and new tools
-    are held for approval exactly as when the gateway lists them (``pin_observe``); a
-    requested server's listing is kept on it (``offered_tools``) for whoever decides on the
-    request. The health fields always change; the audit trail gets the check, except a
-    ``scheduled`` one that found the server as healthy (or as down) as before.
+    ``apps.gateway.tasks.server_check`` does).
     """
-    from apps.gateway.runtime.upstream import UpstreamError
+    answered, tools, error = _ask_upstream(server)
+    return _health_record(server, answered=answered, tools=tools, error=error, claimed=False) or server
 
-    was_ok = server.health_ok
-    fields: dict[str, Any] = {}
+
+def _ask_upstream(server: UpstreamServer) -> tuple[bool, list[dict[str, Any]], str]:
+    """Whether the upstream answered, the tools it listed (well-formed ones) and, if not, why.
+
+    Contacts the upstream (seconds, at worst): never call it inside a transaction.
+    """
     try:
         tools = [tool for tool in _fetch_tools(server) if isinstance(tool, dict) and isinstance(tool.get("name"), str)]
     except UpstreamError as exc:
-        ok, detail = False, str(exc)
-    else:
-        fields["transport"] = server.transport  # as the upstream turned out to speak
-        if server.status == UpstreamServer.Status.REQUESTED:
-            ok, detail = True, _Listing(tools).detail
-            fields["offered_tools"] = tools
-        else:
-            ok, detail = True, _observe(server, tools).detail
-    fields.update(health_checked_at=timezone.now(), health_ok=ok, health_detail=detail[:300])
+        return False, [], str(exc)
+    return True, tools, ""
+
+
+def _approval_record(
+    server: UpstreamServer, *, answered: bool, tools: list[dict[str, Any]], error: str
+) -> UpstreamServer | None:
+    """Approve ``server`` (claimed by this task) and pin ``tools``, as its upstream listed them just now."""
+    actor, now = server.check_requested_by, timezone.now()
+    detail = f"{len(tools)} tools" if answered else error
     with transaction.atomic():
-        for name, value in fields.items():
-            setattr(server, name, value)
-        if not UpstreamServer.objects.filter(pk=server.pk).update(**fields):
-            return server  # removed while it was being checked
-        if not scheduled or ok != was_ok:
-            _audit(server, actor, Action.HEALTH_CHECKED, ip, ok=ok, detail=detail[:300])
-    return server
+        locked = _check_locked(server, claimed=True)
+        if locked is None:
+            return None
+        if answered:
+            locked.transport = server.transport  # as the upstream turned out to speak
+        locked.status = UpstreamServer.Status.APPROVED
+        locked.approved_by, locked.approved_at = actor, now
+        locked.health_checked_at, locked.health_ok, locked.health_detail = now, answered, detail[:300]
+        locked.offered_tools = None  # from here on the pins say what it offers
+        _check_done(locked, now)
+        locked.save()
+        for tool in tools:
+            ToolPin.objects.update_or_create(
+                server=locked,
+                tool_name=tool["name"],
+                defaults={
+                    "fingerprint": fingerprint(tool),
+                    "definition": tool,
+                    "pending_fingerprint": "",
+                    "pending_definition": None,
+                    "pending_since": None,
+                    "approved_by": actor,
+                    "approved_at": now,
+                },
+            )
+        ip = server.check_requested_ip
+        _audit(locked, actor, Action.SERVER_APPROVED, ip, tools_pinned=len(tools), reachable=answered)
+        config_changed(locked.workspace_id)
+    return locked
+
+
+def _health_record(
+    server: UpstreamServer, *, answered: bool, tools: list[dict[str, Any]], error: str, claimed: bool
+) -> UpstreamServer | None:
+    """Record what the upstream said when checked, in one short transaction.
+
+    An approved server's changed and new tools are held for approval exactly as when the
+    gateway lists them (``pin_observe``); a requested server's listing is kept on it
+    (``offered_tools``) for whoever decides on the request. The health fields always
+    change. A check someone asked for (``claimed`` by this task) is marked done and audited
+    with them; a scheduled one is audited only when it found the server healthier or
+    sicker than before. None if there was nothing to record on (removed meanwhile).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _check_locked(server, claimed=claimed)
+        if locked is None:
+            return None
+        was_ok = locked.health_ok
+        fields = ["health_checked_at", "health_ok", "health_detail"]
+        if not answered:
+            detail = error
+        elif locked.status == UpstreamServer.Status.REQUESTED:
+            detail = _Listing(tools).detail
+            locked.offered_tools = tools
+            fields.append("offered_tools")
+        else:
+            detail = _observe(locked, tools).detail
+        if answered:
+            locked.transport = server.transport  # as the upstream turned out to speak
+            fields.append("transport")
+        locked.health_checked_at, locked.health_ok, locked.health_detail = now, answered, detail[:300]
+        if claimed:
+            fields += _check_done(locked, now)
+        locked.save(update_fields=fields)
+        if claimed or answered != was_ok:
+            actor, ip = (server.check_requested_by, server.check_requested_ip) if claimed else (None, None)
+            _audit(locked, actor, Action.HEALTH_CHECKED, ip, ok=answered, detail=detail[:300])
+    return locked
 
 
 def server_mark_unhealthy(*, workspace_id: int, server_slug: str, detail: str) -> None:
@@ -498,14 +679,6 @@ class AllowlistRules(list[str]):
         self.warnings = warnings
 
 
-def _known_tools(servers: list[UpstreamServer]) -> dict[str, set[str]]:
-    known: dict[str, set[str]] = {server.slug: set() for server in servers}
-    slugs = {server.pk: server.slug for server in servers}
-    for server_id, name in ToolPin.objects.filter(server__in=servers).values_list("server_id", "tool_name"):
-        known[slugs[server_id]].add(name)
-    return known
-
-
 def _names(names: list[str], limit: int = 20) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -521,9 +694,9 @@ def allowlist_canonical(*, workspace: Workspace, rules: list[str]) -> AllowlistR
     rule check compares. A server with no known tool (never reached) takes any name, as
     written, with a warning.
     """
-    servers = list(UpstreamServer.objects.filter(workspace=workspace).order_by("position", "slug"))
+    servers = list(selectors.servers_in_order(workspace=workspace))
     by_slug = {server.slug: server for server in servers}
-    known = _known_tools(servers)
+    known = selectors.known_tools(servers)
     pairs: set[tuple[str, str]] = set()
     warnings: list[str] = []
     for rule in rules:

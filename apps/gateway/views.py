@@ -1,12 +1,17 @@
 """``/api/gw/<slug>``: the workspace's MCP endpoint (Streamable HTTP, both protocol eras).
 
 Transport only: authentication, sessions, era detection, header checks, JSON or SSE
-responses. What each MCP method does lives in ``runtime.engine``.
+responses. What each MCP method does lives in ``relay.engine``; the state it all reads
+(snapshots, rate limits, the spool, upstream connections) belongs to the process's
+``relay.gateway.Gateway``, which the ASGI handler puts in the request's scope.
 
 * 2025 revisions (2025-03-26, 2025-06-18, 2025-11-25): ``initialize`` mints an
-  ``Mcp-Session-Id``, a signed value bound to the token that created it, so any gateway
+  ``Mcp-Session-Id``, a sealed value bound to the token that created it, so any gateway
   process can check it without shared state; ``DELETE`` ends it (recorded in the shared
-  store). GET answers 405 (the gateway pushes nothing unprompted).
+  store). GET opens the session's stream: resource updates it subscribed to and list
+  changes of its workspace's upstreams. Requests an upstream sends while answering a call
+  (sampling, elicitation, roots) reach the client on that call's stream; its answer,
+  POSTed back, is routed to the upstream (``relay.engine``).
 * 2026-07-28: stateless requests carrying ``_meta``; the routing headers are validated
   with the SDK's own ladder (``mcp.shared.inbound``).
 
@@ -18,18 +23,11 @@ then the rate limit, and only then anything that may reach the database.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import logging
-import secrets as pysecrets
-import time
-from collections import OrderedDict
-from functools import cache
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -45,17 +43,19 @@ from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from apps.core.http import client_ip
-from apps.core.shared_state import SESSION_TTL, shared
-from apps.gateway.runtime import engine
-from apps.gateway.runtime.engine import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, Caller, RpcError
-from apps.gateway.runtime.recorder import SpoolError, recorder
-from apps.gateway.runtime.state import snapshots
+from relay import engine
+from relay.config import WhenDatabaseDown
+from relay.engine import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, Caller, RpcError
+from relay.gateway import Gateway
+from relay.sessions import ended_key
+from relay.spool import SpoolError
 
 logger = logging.getLogger(__name__)
 
-SESSION_MAX_AGE = SESSION_TTL
+SCOPE_KEY = "mcpnest.gateway"  # where apps.gateway.asgi puts the process's Gateway
 UNAVAILABLE = -32002  # the gateway cannot serve right now (database down, audit spool full)
 SESSION_NOT_FOUND = -32001
+REQUEST_CANCELLED = -32800  # answered to a call the client cancelled (it ignores the answer)
 DEFAULT_LEGACY_VERSION = "2025-03-26"
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 
@@ -115,58 +115,6 @@ def _accepts(request: HttpRequest) -> tuple[bool, bool]:
     return wildcard or "application/json" in accept, wildcard or "text/event-stream" in accept
 
 
-def _session_key(session_id: str) -> str:
-    return "gw:sess:end:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
-
-
-@cache
-def _session_cipher() -> Fernet:
-    key = hashlib.sha256(b"mcpnest.gateway.session:" + settings.SECRET_KEY.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
-def _mint_session(token_id: int, version: str, client: dict[str, Any]) -> str:
-    """An encrypted, authenticated session id: any gateway process can read it back, and
-    nobody else learns from it which token opened it or which client it names."""
-    payload = {
-        "t": token_id,
-        "v": version,
-        "n": str(client.get("name", ""))[:100],
-        "cv": str(client.get("version", ""))[:50],
-        "r": pysecrets.token_hex(8),
-    }
-    return _session_cipher().encrypt(json.dumps(payload, separators=(",", ":")).encode()).decode()
-
-
-# Decrypting a session id costs tens of microseconds, and a client sends the same id with
-# every request: a verified one is trusted for a minute, then checked again (MAC and age).
-# Forged ids are never remembered; the cache is bounded (least recently used goes first).
-SESSION_RECHECK = 60.0
-MAX_VERIFIED_SESSIONS = 10_000
-_verified_sessions: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
-
-
-def _read_session(session_id: str, token_id: int) -> dict[str, Any] | None:
-    now = time.monotonic()
-    known = _verified_sessions.get(session_id)
-    if known is not None and known[1] > now:
-        payload = known[0]
-        _verified_sessions.move_to_end(session_id)
-    else:
-        try:
-            payload = json.loads(_session_cipher().decrypt(session_id.encode(), ttl=SESSION_MAX_AGE))
-        except (InvalidToken, ValueError, UnicodeError):
-            return None
-        if not isinstance(payload, dict):
-            return None
-        _verified_sessions[session_id] = (payload, now + SESSION_RECHECK)
-        _verified_sessions.move_to_end(session_id)
-        while len(_verified_sessions) > MAX_VERIFIED_SESSIONS:
-            _verified_sessions.popitem(last=False)
-    # Bound to the token that created it: another member's session id is no use.
-    return payload if payload.get("t") == token_id else None
-
-
 def _is_modern(request: HttpRequest, body: dict[str, Any]) -> bool:
     if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
         return True
@@ -209,8 +157,11 @@ DATABASE_DOWN = "The gateway's database is not answering; retry shortly."
 
 @csrf_exempt
 async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
+    gateway = getattr(request, "scope", {}).get(SCOPE_KEY)
+    if gateway is None:  # served by something other than mcpnest.asgi (a WSGI server)
+        return _unavailable("The gateway runs only under mcpnest.asgi (daphne).")
     try:
-        return await _endpoint(request, slug)
+        return await _endpoint(request, slug, gateway)
     except asyncio.CancelledError:
         raise
     except SpoolError as exc:
@@ -222,7 +173,7 @@ async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
         return _error(INTERNAL_ERROR, "Internal error in the gateway; it has been logged.", status=500)
 
 
-async def _endpoint(request: HttpRequest, slug: str) -> HttpResponse:
+async def _endpoint(request: HttpRequest, slug: str, gateway: Gateway) -> HttpResponse:
     try:
         request.get_host()
     except DisallowedHost:
@@ -236,26 +187,26 @@ async def _endpoint(request: HttpRequest, slug: str) -> HttpResponse:
     # process knows is limited per client by its own setting; anything else (an unknown or
     # not yet loaded slug) by the pre-authentication limit per client IP first.
     ip = client_ip(request) or ""
-    session_key = _session_key(request.headers["Mcp-Session-Id"]) if "Mcp-Session-Id" in request.headers else None
-    known, config = snapshots.cached_workspace(slug)
+    session_key = ended_key(request.headers["Mcp-Session-Id"]) if "Mcp-Session-Id" in request.headers else None
+    known, config = gateway.snapshots.cached_workspace(slug)
     if known and config is None:
         return _error(INVALID_REQUEST, f"No gateway at /api/gw/{slug}.", status=404)
     if not known:
-        preauth = settings.MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT
-        hit = await shared.hit(f"gw:rl:preauth:{ip}", limit=preauth, session_key=None)
+        preauth = gateway.settings.preauth_rate_limit
+        hit = await gateway.shared.hit(f"gw:rl:preauth:{ip}", limit=preauth, session_key=None)
         if not hit.allowed:
             return _rate_limited(preauth, hit.retry_after)
     try:
-        config = await snapshots.workspace(slug)
+        config = await gateway.snapshots.workspace(slug)
     except Exception:
         logger.exception("loading workspace %s failed", slug)
         return _unavailable(DATABASE_DOWN)
     if config is None:
         return _error(INVALID_REQUEST, f"No gateway at /api/gw/{slug}.", status=404)
-    hit = await shared.hit(f"gw:rl:{slug}:{ip}", limit=config.rate_limit_per_minute, session_key=session_key)
+    hit = await gateway.shared.hit(f"gw:rl:{slug}:{ip}", limit=config.rate_limit_per_minute, session_key=session_key)
     if not hit.allowed:
         return _rate_limited(config.rate_limit_per_minute, hit.retry_after)
-    if not snapshots.database_ok and settings.MCPNEST_GATEWAY_WHEN_DATABASE_DOWN == "refuse":
+    if not gateway.snapshots.database_ok and gateway.settings.when_database_down is WhenDatabaseDown.REFUSE:
         return _unavailable(DATABASE_DOWN)
 
     session_id = request.headers.get("Mcp-Session-Id", "")
@@ -263,7 +214,7 @@ async def _endpoint(request: HttpRequest, slug: str) -> HttpResponse:
     if scheme.lower() != "bearer" or not raw.strip():
         return _unauthorized("Missing bearer token: send Authorization: Bearer mng_...")
     try:
-        token = await snapshots.token(raw.strip())
+        token = await gateway.snapshots.token(raw.strip())
     except Exception:
         logger.exception("loading a token failed")
         return _unavailable(DATABASE_DOWN)
@@ -271,25 +222,31 @@ async def _endpoint(request: HttpRequest, slug: str) -> HttpResponse:
         return _unauthorized("Invalid, expired or revoked token for this workspace.")
     if not token.is_workspace_token and token.user_id not in config.member_ids:
         return _unauthorized("The token's owner is no longer a member of this workspace.")
-    recorder.touch(token.id)  # any authenticated request counts as use
+    gateway.recorder.touch(token.id)  # any authenticated request counts as use
 
     if request.method == "GET":
-        return HttpResponse(status=405, headers={"Allow": "POST, DELETE"})
+        return _get(request, gateway=gateway, config=config, token=token, ip=ip, session_ended=hit.session_ended)
     if request.method == "DELETE":
         if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
             return HttpResponse(status=405, headers={"Allow": "POST"})
         if not session_id:
             return _error(INVALID_REQUEST, "DELETE needs the Mcp-Session-Id header of the session to end.")
-        if hit.session_ended or _read_session(session_id, token.id) is None:
+        if hit.session_ended or gateway.sessions.read(session_id, token.id) is None:
             return _error(SESSION_NOT_FOUND, "Session not found.", status=404)
-        await shared.end_session(_session_key(session_id))
+        await gateway.shared.end_session(ended_key(session_id))
         return HttpResponse(status=204)
     return await _post(
-        request, config=config, token=token, ip=ip, session_id=session_id, session_ended=hit.session_ended
+        request,
+        gateway=gateway,
+        config=config,
+        token=token,
+        ip=ip,
+        session_id=session_id,
+        session_ended=hit.session_ended,
     )
 
 
-async def _post(request, *, config, token, ip, session_id, session_ended) -> HttpResponse:
+async def _post(request, *, gateway, config, token, ip, session_id, session_ended) -> HttpResponse:
     content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         return _error(INVALID_REQUEST, "Content-Type must be application/json.", status=415)
@@ -309,15 +266,18 @@ async def _post(request, *, config, token, ip, session_id, session_ended) -> Htt
     method = body.get("method")
     if has_id and (message_id is None or isinstance(message_id, bool) or not isinstance(message_id, str | int)):
         return _error(INVALID_REQUEST, "Invalid request: id must be a string or an integer.")
-    if method is None:
-        if has_id and ("result" in body or "error" in body):
-            return HttpResponse(status=202)  # a response to a request we never send; accepted and dropped
+    is_reply = method is None and has_id and ("result" in body or "error" in body)
+    if method is None and not is_reply:
         return _error(INVALID_REQUEST, "Invalid request: method is missing.", id=message_id)
-    if not isinstance(method, str):
+    if not is_reply and not isinstance(method, str):
         return _error(INVALID_REQUEST, "Invalid request: method must be a string.", id=message_id)
 
     if _is_modern(request, body):
-        return await _post_modern(request, body, config=config, token=token, ip=ip, wants_sse=wants_sse)
+        if is_reply:  # 2026-07-28 clients answer input requests in their next request, never by POST
+            return _error(INVALID_REQUEST, "A 2026-07-28 client sends no JSON-RPC responses.", id=message_id)
+        return await _post_modern(
+            request, body, gateway=gateway, config=config, token=token, ip=ip, wants_sse=wants_sse
+        )
 
     # --- 2025 revisions -----------------------------------------------------------------
     if method == "initialize":
@@ -326,11 +286,13 @@ async def _post(request, *, config, token, ip, session_id, session_ended) -> Htt
         params = body.get("params") if isinstance(body.get("params"), dict) else {}
         client = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
         version, result = engine.initialize_result(config, params.get("protocolVersion"))
-        new_session = _mint_session(token.id, version, client)
+        declared = params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {}
+        takes = sorted(name for name in ("sampling", "elicitation", "roots") if isinstance(declared.get(name), dict))
+        new_session = gateway.sessions.mint(token.id, version, client, takes)
         return _json({"jsonrpc": "2.0", "id": message_id, "result": result}, headers={"Mcp-Session-Id": new_session})
     if not session_id:
         return _error(INVALID_REQUEST, "Missing Mcp-Session-Id header: send initialize first.", id=message_id)
-    session = None if session_ended else _read_session(session_id, token.id)
+    session = None if session_ended else gateway.sessions.read(session_id, token.id)
     if session is None:
         return _error(SESSION_NOT_FOUND, "Session not found: initialize a new session.", id=message_id, status=404)
     version = request.headers.get("MCP-Protocol-Version") or DEFAULT_LEGACY_VERSION
@@ -340,9 +302,21 @@ async def _post(request, *, config, token, ip, session_id, session_ended) -> Htt
             f"Unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}.",
             id=message_id,
         )
-    if not has_id:
-        return HttpResponse(status=202)  # notifications (initialized, cancelled, …)
-    caller = Caller(
+    caller = _legacy_caller(session, config=config, token=token, ip=ip, version=version)
+    if not has_id:  # notifications (initialized, cancelled, progress, …)
+        await gateway.engine.client_notification(caller=caller, notification=body)
+        return HttpResponse(status=202)
+    if is_reply:
+        # The client's answer to a request an upstream sent it through us (sampling, elicitation).
+        if await gateway.engine.route_reply(caller=caller, reply=body):
+            return HttpResponse(status=202)
+        return _error(INVALID_REQUEST, f"No request of this gateway has the id {message_id!r}.", id=message_id)
+    return await _answer(gateway, caller, body, wants_sse=wants_sse)
+
+
+def _legacy_caller(session: dict[str, Any], *, config, token, ip: str, version: str) -> Caller:
+    capabilities = session.get("c")
+    return Caller(
         token=token,
         config=config,
         ip=ip,
@@ -352,11 +326,46 @@ async def _post(request, *, config, token, ip, session_id, session_ended) -> Htt
         client_name=session.get("n", ""),
         client_version=session.get("cv", ""),
         session_id=session.get("r", ""),
+        client_capabilities=frozenset(capabilities) if isinstance(capabilities, list) else frozenset(),
     )
-    return await _answer(caller, body, wants_sse=wants_sse)
 
 
-async def _post_modern(request, body, *, config, token, ip, wants_sse) -> HttpResponse:
+KEEP_ALIVE_SECONDS = 15.0
+
+
+def _get(request, *, gateway, config, token, ip, session_ended) -> HttpResponse:
+    """A 2025-era session's standalone stream: resource updates and list changes."""
+    if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
+        return HttpResponse(status=405, headers={"Allow": "POST"})
+    if not _accepts(request)[1]:
+        return _error(INVALID_REQUEST, "Accept must list text/event-stream.", status=406)
+    session_id = request.headers.get("Mcp-Session-Id", "")
+    if not session_id:
+        return _error(INVALID_REQUEST, "GET needs the Mcp-Session-Id header of an initialized session.")
+    session = None if session_ended else gateway.sessions.read(session_id, token.id)
+    if session is None:
+        return _error(SESSION_NOT_FOUND, "Session not found: initialize a new session.", status=404)
+    version = session.get("v") or DEFAULT_LEGACY_VERSION
+    caller = _legacy_caller(session, config=config, token=token, ip=ip, version=version)
+    queue = gateway.engine.open_stream(caller)
+
+    async def stream():
+        try:
+            yield b": stream open\n\n"
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"  # proxies close streams that stay silent
+                    continue
+                yield _sse_frame(message)
+        finally:
+            gateway.engine.close_stream(caller, queue)
+
+    return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _post_modern(request, body, *, gateway, config, token, ip, wants_sse) -> HttpResponse:
     message_id = body.get("id")
     if "id" not in body:
         rejection = unsupported_protocol_version_rejection(request.headers.get("MCP-Protocol-Version", ""))
@@ -381,7 +390,34 @@ async def _post_modern(request, body, *, config, token, ip, wants_sse) -> HttpRe
         client_name=str(client.get("name", "")),
         client_version=str(client.get("version", "")),
     )
-    return await _answer(caller, body, wants_sse=wants_sse)
+    if body["method"] == "subscriptions/listen":
+        return await _listen(gateway, caller, body)
+    return await _answer(gateway, caller, body, wants_sse=wants_sse)
+
+
+async def _listen(gateway: Gateway, caller: Caller, body: dict[str, Any]) -> HttpResponse:
+    """A 2026-07-28 client's subscriptions/listen: its response is the stream of the list
+    changes and resource updates it asked for, acknowledged first."""
+    try:
+        listener = await gateway.engine.open_listen(caller, body)
+    except RpcError as exc:
+        reply, status = _reply(caller, body.get("id"), exc)
+        return _json(reply, status=status)
+
+    async def stream():
+        try:
+            yield _sse_frame(listener.acknowledgement())
+            while True:
+                try:
+                    message = await asyncio.wait_for(listener.queue.get(), KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield _sse_frame(message)
+        finally:
+            gateway.engine.close_listen(listener)
+
+    return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _raw_headers(request: HttpRequest):
@@ -410,26 +446,33 @@ def _reply(caller: Caller, message_id: Any, outcome: dict[str, Any] | RpcError) 
     return {"jsonrpc": "2.0", "id": message_id, "result": outcome}, 200
 
 
-async def _answer(caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> HttpResponse:
+async def _answer(gateway: Gateway, caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> HttpResponse:
     """JSON when the answer comes without notifications; SSE as soon as upstream streams one."""
     message_id = body.get("id")
-    if body["method"] in engine.RECORDED_METHODS and not recorder.has_room():
+    if body["method"] in engine.RECORDED_METHODS and not gateway.recorder.has_room():
         # Never answer a call that could not be put on record: refuse it before it reaches upstream.
         return _unavailable(
             "The gateway cannot record calls right now (its audit spool is full); retry shortly.", id=message_id
         )
-    if body["method"] not in engine.RECORDED_METHODS or not wants_sse:
-        outcome = await _run(caller, body, None)
+    if body["method"] not in engine.RECORDED_METHODS:
+        outcome = await _run(gateway, caller, body, None)
         reply, status = _reply(caller, message_id, outcome)
         return _json(reply, status=status, headers=RETRY_SOON if status == 503 else None)
 
+    # A call runs in a task of its own: the client's notifications/cancelled can stop it,
+    # and what the upstream sends meanwhile (progress, its requests) streams out as SSE.
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     async def notify(notification: dict[str, Any]) -> None:
         await queue.put(("notification", notification))
 
     async def run() -> None:
-        await queue.put(("done", await _run(caller, body, notify)))
+        try:
+            with gateway.engine.in_flight(caller, message_id, asyncio.current_task()):
+                outcome = await _run(gateway, caller, body, notify if wants_sse else None)
+        except asyncio.CancelledError:
+            outcome = RpcError(REQUEST_CANCELLED, "Request cancelled.", status=499)
+        await queue.put(("done", outcome))
 
     task = asyncio.ensure_future(run())
     try:
@@ -461,11 +504,11 @@ async def _answer(caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> H
     return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _run(caller: Caller, body: dict[str, Any], notify) -> dict[str, Any] | RpcError:
+async def _run(gateway: Gateway, caller: Caller, body: dict[str, Any], notify) -> dict[str, Any] | RpcError:
     """The engine's answer, or the error to send: this never raises (but for cancellation),
     so the response stream always gets its final message."""
     try:
-        return await engine.dispatch(caller, body, notify)
+        return await gateway.engine.dispatch(caller, body, notify)
     except RpcError as exc:
         return exc
     except SpoolError as exc:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 
-from apps.core.errors import RuleViolation
+from apps.core.errors import Forbidden, RuleViolation
 from apps.rbac.roles import ASSIGNABLE, Capability, Role, role_allows, roles_with
+from apps.workspaces.models import Membership, Workspace
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
-    from apps.workspaces.models import Membership, Workspace
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Access:
             raise PermissionDenied(capability)
 
 
-class PermissionDenied(RuleViolation):
+class PermissionDenied(Forbidden):
     def __init__(self, capability: Capability):
         self.capability = capability
         super().__init__(f"Your role in this workspace does not allow this ({capability.value}).")
@@ -68,8 +68,6 @@ class RoleRequired(DjangoPermissionDenied):
 
 
 def effective_role(*, user: User, workspace: Workspace) -> tuple[str | None, Membership | None]:
-    from apps.workspaces.models import Membership
-
     if not user.is_authenticated or not user.is_active:
         return None, None
     membership = Membership.objects.filter(workspace=workspace, user=user).first()
@@ -92,8 +90,6 @@ def workspace_for(*, user: User, slug: str, capability: Capability = Capability.
     Raises ``Http404`` when it does not exist or ``user`` has no role in it, and
     ``RoleRequired`` (403) when ``user`` is in it with a role that lacks ``capability``.
     """
-    from apps.workspaces.models import Workspace
-
     workspace = Workspace.objects.active().filter(slug=slug).first()
     if workspace is None:
         raise Http404("No such workspace.")

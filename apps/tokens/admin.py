@@ -7,7 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.core.admin import act_in_workspaces
+from apps.core.admin import ReadOnlyAdminMixin
+from apps.rbac.admin import act_in_workspaces
 from apps.rbac.roles import Capability
 from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_revoke
@@ -32,8 +33,14 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(GatewayToken)
-class GatewayTokenAdmin(admin.ModelAdmin):
+class GatewayTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only apart from revocation.
+
+    Tokens are issued only by ``apps.tokens.services.token_create`` (portal, API, CLI): it
+    checks the issuer's role, audits the issue and returns the raw token, shown exactly once
+    and never stored; an admin form could do none of that. They are revoked, never deleted:
+    revocation is audited and broadcast to gateway workers, and the row keeps the token's
+    calls in the audit trail explainable.
 
     The digest is excluded from every page (a digest is as good as the token for anyone
     who can query by it); only the display prefix identifies a token.
@@ -63,20 +70,6 @@ class GatewayTokenAdmin(admin.ModelAdmin):
     @admin.display(description="status")
     def status(self, obj: GatewayToken) -> str:
         return obj.status
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Tokens are issued only by apps.tokens.services.token_create (portal, API, CLI):
-        # it checks the issuer's role, audits the issue and returns the raw token, which is
-        # shown exactly once and never stored. An admin form could do none of that.
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Revoke instead: revocation is audited and broadcast to gateway workers, and the
-        # row keeps the token's calls in the audit trail explainable.
-        return False
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         # The Django permission opens the action; each token's workspace role decides.

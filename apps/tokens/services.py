@@ -1,4 +1,4 @@
-"""Writes for gateway tokens: create, revoke, and the verification the gateway relies on."""
+"""Writes for gateway tokens: create, revoke, and recording their use (reads: ``apps.tokens.selectors``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from apps.core import epochs, secrets
 from apps.core.errors import RuleViolation
 from apps.rbac.roles import Capability
 from apps.tokens.models import GatewayToken
-from apps.tokens.selectors import token_for_digest
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -142,27 +141,6 @@ def tokens_revoke_for_workspace(*, workspace: Workspace, actor: User | None, ip:
     for token in GatewayToken.objects.select_for_update().filter(workspace=workspace, revoked_at__isnull=True):
         revoked += _revoke(token=token, actor=actor, ip=ip, reason="workspace deleted")
     return revoked
-
-
-def token_find(*, workspace: Workspace, prefix: str) -> GatewayToken:
-    """The token of ``workspace`` whose display prefix is ``prefix`` (as shown in lists)."""
-    prefix = prefix.strip().rstrip("…").rstrip(".")
-    matches = list(GatewayToken.objects.filter(workspace=workspace, prefix__startswith=prefix)[:2]) if prefix else []
-    if not matches:
-        raise RuleViolation(f"No token with prefix {prefix!r} in workspace {workspace.slug}.")
-    if len(matches) > 1:
-        raise RuleViolation(f"Prefix {prefix!r} matches more than one token; give more characters.")
-    return matches[0]
-
-
-def token_verify(raw: str) -> GatewayToken | None:
-    """The active token for a presented secret, or None. Timing-safe; no secret is logged."""
-    if not secrets.pattern(GatewayToken.SCHEME).match(raw or ""):
-        return None
-    token = token_for_digest(secrets.digest(raw))
-    if token is None or not secrets.matches(raw, token.digest):
-        return None
-    return token
 
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)

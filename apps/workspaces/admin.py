@@ -12,20 +12,20 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.core.admin import ReadOnlyMixin, ServiceAdminMixin, act_in_workspaces
-from apps.core.errors import RuleViolation
+from apps.core.admin import ReadOnlyAdminMixin, ServiceAdminMixin
 from apps.core.http import client_ip
 from apps.rbac.access import access_for
-from apps.rbac.roles import ASSIGNABLE, Capability, Role
+from apps.rbac.admin import act_in_workspaces
+from apps.rbac.roles import Capability
 from apps.workspaces.models import Invitation, Membership, Workspace
 from apps.workspaces.services import (
+    GatewayPolicy,
     invitation_revoke,
     member_add,
     member_change_role,
     member_remove,
     workspace_delete,
-    workspace_set_enforcement,
-    workspace_set_rate_limit,
+    workspace_set_policy,
     workspace_update,
 )
 
@@ -45,7 +45,7 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class MembershipInline(ReadOnlyMixin, admin.TabularInline):
+class MembershipInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Who is in the workspace. Read-only: roles change in the membership admin, via services."""
 
     model = Membership
@@ -77,7 +77,7 @@ class WorkspaceAdmin(ServiceAdminMixin, admin.ModelAdmin):
         "deleted_at",
     )
     # Only the fields a service can change are editable here (the services audit each change).
-    readonly_fields = ("slug", "deny_by_default", "audit_retention_days", "created_at", "deleted_at")
+    readonly_fields = ("slug", "audit_retention_days", "created_at", "deleted_at")
     inlines = (MembershipInline,)
     actions = ("soft_delete",)
 
@@ -118,10 +118,9 @@ class WorkspaceAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 plan=obj.plan if "plan" in changed else None,
                 ip=ip,
             )
-        if "enforcement" in changed:
-            workspace_set_enforcement(access=access, mode=obj.enforcement, ip=ip)
-        if "rate_limit_per_minute" in changed:
-            workspace_set_rate_limit(access=access, per_minute=obj.rate_limit_per_minute, ip=ip)
+        policy = GatewayPolicy.pick({name: form.cleaned_data[name] for name in changed})
+        if policy.given():
+            workspace_set_policy(access=access, policy=policy, ip=ip)
 
     @admin.action(description="Delete workspace (soft)", permissions=("soft_delete",))
     def soft_delete(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -161,16 +160,12 @@ class MembershipAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Membership, form, change: bool) -> None:
         ip = client_ip(request)
-        access = access_for(user=request.user, workspace=obj.workspace)
         if change:
             if "role" in form.changed_data:
+                access = access_for(user=request.user, workspace=obj.workspace)
                 member_change_role(access=access, membership=obj, role=obj.role, ip=ip)
             return
-        access.require(Capability.MANAGE_MEMBERS)
-        if obj.workspace.is_deleted:
-            raise RuleViolation(f"{obj.workspace.slug} is deleted; nobody can join it.")
-        if obj.role not in ASSIGNABLE.get(access.role, frozenset()):
-            raise RuleViolation(f"Your role in {obj.workspace.slug} cannot add someone as {Role(obj.role).label}.")
+        # member_add decides whether this staff user's role in the workspace may add this role.
         created = member_add(workspace=obj.workspace, user=obj.user, role=obj.role, actor=request.user, ip=ip)
         obj.pk, obj.created_at = created.pk, created.created_at
 
@@ -208,8 +203,13 @@ class InvitationStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
-    """Read-only apart from revocation. The digest of the link's secret is never shown."""
+class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only apart from revocation. The digest of the link's secret is never shown.
+
+    Invitations are sent from the portal: ``invitation_create`` emails a one-time link whose
+    secret exists only in that email, which an admin form could not do. They are revoked,
+    never deleted: revocation is audited, and the row explains a later "invalid link".
+    """
 
     list_display = ("email", "workspace", "role", "status", "invited_by", "created_at", "expires_at")
     list_select_related = ("workspace", "invited_by")
@@ -233,17 +233,6 @@ class InvitationAdmin(admin.ModelAdmin):
     @admin.display(description="status")
     def status(self, obj: Invitation) -> str:
         return obj.status
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Invitations are sent from the portal: invitation_create emails a one-time link
-        # whose secret exists only in that email.
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # revoke instead: audited, and the row explains a later "invalid link"
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("workspaces.change_invitation")

@@ -1,18 +1,21 @@
 """Writes for workspaces, memberships and invitations.
 
 Every function takes keyword arguments, checks the actor's capability through
-``apps.rbac``, and writes its change and the audit event in one transaction.
+``apps.rbac``, and writes its change and the audit event in one transaction. Reads live
+in ``apps.workspaces.selectors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,10 +23,11 @@ from apps.audit.events import Action
 from apps.audit.services import audit_event_record
 from apps.core import epochs, secrets
 from apps.core.errors import RuleViolation
-from apps.rbac.access import Access, check_role_change
+from apps.rbac.access import Access, access_for, check_role_change
 from apps.rbac.roles import ASSIGNABLE, Capability, Role
 from apps.tokens.services import tokens_revoke_for_member, tokens_revoke_for_workspace
-from apps.workspaces.models import Enforcement, Invitation, Membership, Plan, Workspace
+from apps.workspaces.models import Invitation, Membership, Plan, Workspace
+from apps.workspaces.selectors import invitation_lookup, invitation_pending_for
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -93,57 +97,77 @@ def workspace_update(
     return workspace
 
 
+@dataclass(frozen=True, kw_only=True)
+class GatewayPolicy:
+    """A change to how the gateway treats a workspace's calls; a field left None stays as is.
+
+    The one input shape of ``workspace_set_policy``, whoever asks: the portal's form, the
+    REST API (``/policy`` and the workspace itself), the admin and the operator commands.
+    They validate their own input format; the values are checked again, by the Workspace
+    model's own field rules, when the service applies them.
+    """
+
+    enforcement: str | None = None  # an Enforcement value
+    deny_by_default: bool | None = None
+    rate_limit_per_minute: int | None = None
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> GatewayPolicy:
+        """The policy fields present in ``values`` (a serializer's or a form's data); others are ignored."""
+        return cls(**{field.name: values[field.name] for field in fields(cls) if field.name in values})
+
+    def given(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+POLICY_FIELDS = tuple(field.name for field in fields(GatewayPolicy))
+
+
+def _clean_fields(model: type[models.Model], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as the model's fields accept them (choices, validators), or a ValidationError
+    naming every refused field. The model owns the rule; callers' forms only pre-check it."""
+    cleaned, errors = {}, {}
+    for name, value in values.items():
+        try:
+            cleaned[name] = model._meta.get_field(name).clean(value, None)
+        except ValidationError as exc:
+            errors[name] = exc.messages
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
 @transaction.atomic
-def workspace_set_enforcement(*, access: Access, mode: str, ip: str | None = None) -> Workspace:
+def workspace_set_policy(*, access: Access, policy: GatewayPolicy, ip: str | None = None) -> Workspace:
+    """Change the workspace's gateway policy: enforcement mode, deny-by-default, rate limit.
+
+    Every field given changes, or (a refused value) none does. One audit row records what
+    changed (``changes: {field: [before, after]}``) and gateway processes reload the
+    workspace within a second of the commit. Nothing changed: nothing recorded.
+    """
     access.require(Capability.MANAGE_ALLOWLISTS)
-    if mode not in Enforcement.values:
-        raise ValidationError({"enforcement": f"Enforcement must be one of: {', '.join(Enforcement.values)}."})
+    wanted = _clean_fields(Workspace, policy.given())
     workspace = access.workspace
-    if workspace.enforcement != mode:
-        before = workspace.enforcement
-        workspace.enforcement = mode
-        workspace.save(update_fields=["enforcement"])
-        epochs.workspace_changed(workspace.pk)
-        _audit(workspace, access.user, Action.ENFORCEMENT_CHANGED, target=workspace, ip=ip, before=before, after=mode)
+    # The row locked, so that two concurrent changes each record the other's result as "before".
+    saved = Workspace.objects.select_for_update().filter(pk=workspace.pk).values(*POLICY_FIELDS).get()
+    changes = {name: [saved[name], value] for name, value in wanted.items() if saved[name] != value}
+    if not changes:
+        return workspace
+    for name, (_, value) in changes.items():
+        setattr(workspace, name, value)
+    workspace.save(update_fields=list(changes))
+    epochs.workspace_changed(workspace.pk)
+    _audit(workspace, access.user, Action.ENFORCEMENT_CHANGED, target=workspace, ip=ip, changes=changes)
     return workspace
 
 
-@transaction.atomic
 def workspace_set_rate_limit(*, access: Access, per_minute: int, ip: str | None = None) -> Workspace:
-    access.require(Capability.MANAGE_ALLOWLISTS)
-    if per_minute < 1:
-        raise ValidationError({"rate_limit_per_minute": "The rate limit must be at least 1 request per minute."})
-    workspace = access.workspace
-    if workspace.rate_limit_per_minute != per_minute:
-        before = workspace.rate_limit_per_minute
-        workspace.rate_limit_per_minute = per_minute
-        workspace.save(update_fields=["rate_limit_per_minute"])
-        epochs.workspace_changed(workspace.pk)
-        _audit(
-            workspace, access.user, Action.RATE_LIMIT_CHANGED, target=workspace, ip=ip, before=before, after=per_minute
-        )
-    return workspace
+    """``workspace_set_policy`` with the rate limit only.
 
-
-@transaction.atomic
-def workspace_set_deny_by_default(*, access: Access, deny: bool, ip: str | None = None) -> Workspace:
-    """Whether members without any allowlist rule may call nothing (True) or everything (False)."""
-    access.require(Capability.MANAGE_ALLOWLISTS)
-    workspace = access.workspace
-    if workspace.deny_by_default != deny:
-        before = workspace.deny_by_default
-        workspace.deny_by_default = deny
-        workspace.save(update_fields=["deny_by_default"])
-        epochs.workspace_changed(workspace.pk)
-        _audit(
-            workspace,
-            access.user,
-            Action.ENFORCEMENT_CHANGED,
-            target=workspace,
-            ip=ip,
-            deny_by_default=[before, deny],
-        )
-    return workspace
+    Kept for ``tests/faults/setup_data.py``, a script outside this app's reach; new code
+    calls ``workspace_set_policy``.
+    """
+    return workspace_set_policy(access=access, policy=GatewayPolicy(rate_limit_per_minute=per_minute), ip=ip)
 
 
 @transaction.atomic
@@ -172,25 +196,55 @@ def _owner_count(memberships: list[Membership]) -> int:
     return sum(1 for m in memberships if m.role == Role.OWNER)
 
 
-@transaction.atomic
-def member_add(
-    *,
-    workspace: Workspace,
-    user: User,
-    role: str,
-    actor: User | None,
-    ip: str | None = None,
-    action: Action = Action.MEMBER_ADDED,
-) -> Membership:
-    """Add ``user`` with ``role`` (operators, invitations). Callers check the actor's rights."""
+def _role_value(role: str) -> None:
     if role not in Role.values:
         raise ValidationError({"role": f"Role must be one of: {', '.join(Role.values)}."})
+
+
+def _membership_create(
+    *, workspace: Workspace, user: User, role: str, actor: User | None, ip: str | None, action: Action
+) -> Membership:
+    """The membership row, its audit event and the gateway's reload; who may is decided by the caller
+    (``member_add``, ``member_add_by_operator``, or the invitation being accepted)."""
+    _role_value(role)
+    if workspace.is_deleted:
+        raise RuleViolation(f"{workspace.slug} is deleted; nobody can join it.")
     if Membership.objects.filter(workspace=workspace, user=user).exists():
         raise RuleViolation(f"{user.email} is already a member of {workspace.slug}.")
     membership = Membership.objects.create(workspace=workspace, user=user, role=role)
     epochs.workspace_changed(workspace.pk)
     _audit(workspace, actor, action, target=membership, ip=ip, role=role)
     return membership
+
+
+@transaction.atomic
+def member_add(*, workspace: Workspace, user: User, role: str, actor: User, ip: str | None = None) -> Membership:
+    """``actor`` adds ``user`` to ``workspace`` with ``role``, if the actor's own role allows it.
+
+    The rules are the invitation's: the actor needs ``members.manage`` there, and may hand out
+    only the roles their role may assign (``ASSIGNABLE``: an Admin adds Admins and Members,
+    never an Owner). A superuser who is not a member acts as Owner, as everywhere. Operators
+    at the shell, with no acting person, use ``member_add_by_operator``.
+    """
+    _role_value(role)
+    access = access_for(user=actor, workspace=workspace)
+    access.require(Capability.MANAGE_MEMBERS)
+    if role not in ASSIGNABLE.get(access.role, frozenset()):
+        raise RuleViolation(f"Your role in {workspace.slug} cannot add someone as {Role(role).label}.")
+    return _membership_create(workspace=workspace, user=user, role=role, actor=actor, ip=ip, action=Action.MEMBER_ADDED)
+
+
+@transaction.atomic
+def member_add_by_operator(*, workspace: Workspace, user: User, role: str) -> Membership:
+    """Add ``user`` with any ``role``, for an operator at the shell (``manage.py addmember``).
+
+    No acting member and no role check: whoever runs management commands already holds the
+    database. The audit row names no actor (the system), like every operator command's.
+    Not for views, the API or the admin, which always have an acting user: use ``member_add``.
+    """
+    return _membership_create(
+        workspace=workspace, user=user, role=role, actor=None, ip=None, action=Action.MEMBER_ADDED
+    )
 
 
 @transaction.atomic
@@ -288,7 +342,7 @@ def invitation_create(
         raise RuleViolation(f"{email} is already a member of {access.workspace.slug}.")
     # Locking the workspace row queues concurrent invitations, so each sees the other's.
     Workspace.objects.select_for_update().only("pk").get(pk=access.workspace.pk)
-    pending = Invitation.objects.pending().filter(workspace=access.workspace, email=email).first()
+    pending = invitation_pending_for(workspace=access.workspace, email=email)
     if pending is not None and not replace:
         expires = timezone.localtime(pending.expires_at)
         raise RuleViolation(
@@ -330,15 +384,6 @@ def invitation_revoke(*, access: Access, invitation: Invitation, ip: str | None 
     _audit(access.workspace, access.user, Action.INVITATION_REVOKED, target=invitation, ip=ip)
 
 
-def invitation_lookup(raw: str) -> Invitation | None:
-    if not secrets.pattern(Invitation.SCHEME).match(raw or ""):
-        return None
-    invitation = Invitation.objects.select_related("workspace").filter(digest=secrets.digest(raw)).first()
-    if invitation is None or not secrets.matches(raw, invitation.digest):
-        return None
-    return invitation
-
-
 @transaction.atomic
 def invitation_accept(*, user: User, raw: str, ip: str | None = None) -> Membership:
     """Join the invitation's workspace. The signed-in user's email must be the invited one."""
@@ -355,6 +400,8 @@ def invitation_accept(*, user: User, raw: str, ip: str | None = None) -> Members
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
-    return member_add(
+    # The invitation is the authority: its creator's right to invite with this role was
+    # checked when it was sent, so the invitee joins without a role of their own.
+    return _membership_create(
         workspace=invitation.workspace, user=user, role=invitation.role, actor=user, ip=ip, action=Action.MEMBER_JOINED
     )

@@ -255,8 +255,8 @@ def test_csv_export_streams_exactly_the_filtered_rows_and_is_audited(client, roo
     assert [(r["prev_hash"], r["row_hash"]) for r in rows] == [(c.prev_hash, c.row_hash) for c in expected]
 
     event = AuditEvent.objects.get(action=Action.AUDIT_EXPORTED)
-    assert (event.actor_id, event.workspace_id, event.target_type) == (root.pk, cast.acme.pk, "toolcall")
-    assert event.metadata == {"model": "audit.toolcall", "format": "csv", "filters": filters, "via": "admin"}
+    assert (event.actor_id, event.workspace_id, event.target_type) == (root.pk, cast.acme.pk, "workspace")
+    assert event.metadata == {"kind": "tool-calls", "format": "csv", "filters": filters, "via": "admin"}
     assert isinstance(
         chain.verify_chain(AuditChain.objects.get(workspace=cast.acme, stream="events"), AuditEvent), chain.ChainReport
     )

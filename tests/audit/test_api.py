@@ -218,6 +218,7 @@ def test_csv_export_streams_the_filtered_rows_and_is_audited(cast, trail, client
         "kind": "tool-calls",
         "format": "csv",
         "filters": {"member": "carol@example.com", "since": "2026-01-01"},
+        "via": "api",
     }
 
 
@@ -234,7 +235,10 @@ def test_jsonl_export_is_the_verifiable_chain_in_order(cast, trail, client_for):
     for before, after in itertools.pairwise(rows):
         assert after["prev_hash"] == before["row_hash"]
     (event,) = exports(cast.acme)
-    assert (event.actor, event.metadata) == (cast.alice, {"kind": "events", "format": "jsonl", "filters": {}})
+    assert (event.actor, event.metadata) == (
+        cast.alice,
+        {"kind": "events", "format": "jsonl", "filters": {}, "via": "api"},
+    )
 
 
 def test_the_export_streams_under_asgi_without_buffering_it_all(cast, trail, client_for):

@@ -230,6 +230,31 @@ def build_conformance_server() -> MCPServer:
     def template(id: str) -> str:
         return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
 
+    @server.tool(description="The suite's hook: announces a change of the tool list (SEP-2575)")
+    async def test_trigger_tool_change(ctx: Context) -> str:
+        await ctx.notify_tools_changed()
+        return "tools changed"
+
+    @server.tool(description="The suite's hook: announces a change of the prompt list (SEP-2575)")
+    async def test_trigger_prompt_change(ctx: Context) -> str:
+        await ctx.notify_prompts_changed()
+        return "prompts changed"
+
+    @server.tool(description="Not the suite's: a tool that mcpnest_update_watched_resource removes")
+    def mcpnest_removed_later() -> str:
+        return "still here"
+
+    @server.tool(description="Not the suite's: tells subscribers test://watched-resource changed, and the tool list")
+    async def mcpnest_update_watched_resource(ctx: Context) -> str:
+        if "mcpnest_removed_later" in {tool.name for tool in server._tool_manager.list_tools()}:
+            server.remove_tool("mcpnest_removed_later")
+        # Both eras: a 2025 session's GET stream, and 2026-07-28 subscriptions/listen streams.
+        await ctx.session.send_resource_updated("test://watched-resource")
+        await ctx.session.send_tool_list_changed()
+        await ctx.notify_resource_updated("test://watched-resource")
+        await ctx.notify_tools_changed()
+        return "updated"
+
     @server.resource("test://watched-resource", description="A resource that can be subscribed to for updates")
     def watched() -> str:
         return "Watched resource content"

@@ -16,12 +16,13 @@ from apps.gateway.services import allowlist_set, server_add
 
 
 @pytest.fixture
-def servers(cast, upstream):
+def servers(cast, upstream, django_capture_on_commit_callbacks):
     """In acme: "fix" (its 4 tools pinned), "tiny" with prefix "t_" (pinned too) and "wiki",
     a requested server never reached (no known tools)."""
     alice = cast.access(cast.alice)
-    fix = server_add(access=alice, slug="fix", url=upstream.url)
-    tiny = server_add(access=alice, slug="tiny", url=upstream.url, prefix="t_")
+    with django_capture_on_commit_callbacks(execute=True):  # their approvals' tasks, as after the commit
+        fix = server_add(access=alice, slug="fix", url=upstream.url)
+        tiny = server_add(access=alice, slug="tiny", url=upstream.url, prefix="t_")
     wiki = server_add(access=cast.access(cast.carol), slug="wiki", url="https://wiki.example.com/mcp")
     assert fix.pins.count() == tiny.pins.count() == 4
     return fix, tiny, wiki

@@ -11,7 +11,6 @@ from django.core.signals import request_finished, request_started
 from twisted.web import http as twisted_http
 
 from apps.audit.models import ToolCall
-from apps.gateway.runtime.recorder import recorder
 from tests.gateway.test_governance import Session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,7 +55,7 @@ def test_twisted_content_type_parsing_is_memoized_and_unchanged():
     assert twisted_http._parseContentType(b"Multipart/Form-Data; boundary=x") == b"multipart/form-data"
 
 
-async def test_a_call_cancelled_in_flight_is_on_record(cast, fix_server, issue, asgi_client):
+async def test_a_call_cancelled_in_flight_is_on_record(cast, fix_server, issue, asgi_client, relay_gateway):
     """What daphne does to every open request at shutdown, and Django on a client disconnect:
     cancel it. The call may have reached the upstream, so it still leaves its audit row."""
     token = await sync_to_async(issue)(cast.carol)
@@ -67,6 +66,6 @@ async def test_a_call_cancelled_in_flight_is_on_record(cast, fix_server, issue, 
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await call
-    await sync_to_async(recorder.flush)()
+    await sync_to_async(relay_gateway.recorder.flush)()
     row = await ToolCall.objects.aget(tool_name="slow")
     assert (row.status, row.error_code, row.server_slug, row.member_id) == (499, None, "fix", cast.carol.pk)

@@ -5,20 +5,21 @@ fails, and revocations that reach every process through the database."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 
 import httpx2
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import OperationalError
 from django.test import override_settings
 
-from apps.core import shared_state
-from apps.core.shared_state import SharedState, _sliding_window
-from apps.gateway.runtime import state
-from apps.gateway.runtime.state import snapshots
 from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_revoke
+from relay import shared as shared_state
+from relay import snapshots as state
+from relay.shared import SharedState, _sliding_window
 from tests.gateway.test_transport import ACCEPT, URL, _initialize, rpc
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,7 +89,10 @@ def test_the_in_process_store_is_bounded(monkeypatch):
 
 @pytest.mark.redis
 async def test_redis_rate_limit_uses_one_window_for_every_process(settings):
-    first, second = SharedState(), SharedState()  # two processes' views of the same Redis
+    first, second = (
+        SharedState(settings.REDIS_URL),
+        SharedState(settings.REDIS_URL),
+    )  # two processes' views of the same Redis
     key = f"gw:rl:test-{time.time_ns()}"
     allowed = [(await store.hit(key, limit=5, session_key=None)).allowed for store in [first, second] * 4]
     assert allowed == [True] * 5 + [False] * 3
@@ -97,15 +101,16 @@ async def test_redis_rate_limit_uses_one_window_for_every_process(settings):
 # --- Redis down -----------------------------------------------------------------------
 
 
-async def test_redis_down_degrades_to_local_limits_never_a_500(asgi_client, carol_token, caplog):
+async def test_redis_down_degrades_to_local_limits_never_a_500(asgi_client, carol_token, caplog, relay_gateway):
     # A Redis URL where nothing listens: the gateway keeps answering, counting locally.
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
-        probe = SharedState()
+        probe = SharedState("redis://127.0.0.1:1/0")
         started = time.monotonic()
         hits = [await probe.hit("gw:rl:x", limit=2, session_key=None) for _ in range(3)]
         assert [h.allowed for h in hits] == [True, True, False]
         assert time.monotonic() - started < 3  # one failed attempt, then memory until RETRY_AFTER_FAILURE
-        shared_state.shared._failed_at = -1e9
+        relay_gateway.shared.redis_url = "redis://127.0.0.1:1/0"  # this gateway's Redis, down too
+        relay_gateway.shared._failed_at = -1e9
         async with asgi_client(carol_token) as client:
             session, _ = await _initialize(client)
             headers = {**ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
@@ -140,16 +145,16 @@ async def test_an_oversized_body_is_refused_before_it_is_read(asgi_client, carol
 
 
 async def test_unknown_slugs_are_cached_briefly_and_bounded(
-    asgi_client, carol_token, monkeypatch, django_assert_max_num_queries
+    asgi_client, carol_token, monkeypatch, django_assert_max_num_queries, relay_gateway
 ):
-    monkeypatch.setattr(snapshots.workspaces, "limit", 50)
+    monkeypatch.setattr(relay_gateway.snapshots.workspaces, "limit", 50)
     async with asgi_client(carol_token) as client:
         for n in range(200):
             assert (await client.post(f"/api/gw/nope-{n}", json=rpc("ping"), headers=ACCEPT)).status_code == 404
-        assert len(snapshots.workspaces) <= 50
+        assert len(relay_gateway.snapshots.workspaces) <= 50
         # A slug already known to be missing costs no query until its answer expires.
         await client.post("/api/gw/nope-199", json=rpc("ping"), headers=ACCEPT)
-        found, config = snapshots.cached_workspace("nope-199")
+        found, config = relay_gateway.snapshots.cached_workspace("nope-199")
         assert found and config is None
     monkeypatch.setattr(state, "NEGATIVE_TTL", 0)
 
@@ -174,14 +179,12 @@ async def test_at_capacity_the_gateway_answers_503_with_retry_after(asgi_client,
 # --- the database down -----------------------------------------------------------------------
 
 
-async def test_database_errors_are_json_503_never_html(asgi_client, carol_token, monkeypatch):
+async def test_database_errors_are_json_503_never_html(asgi_client, carol_token, relay_gateway):
     def broken(*args, **kwargs):
-        from django.db import OperationalError
-
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(state, "_load_token", broken)
-    monkeypatch.setattr(state, "_read_epochs", broken)
+    snapshots = relay_gateway.snapshots
+    snapshots.hooks = dataclasses.replace(snapshots.hooks, load_token=broken, read_changes=broken)
     async with asgi_client(carol_token) as client:
         response = await client.post(URL, json=rpc("ping"), headers=ACCEPT)
     assert response.status_code == 503 and response.headers["Retry-After"]
@@ -229,19 +232,19 @@ def test_deactivating_a_person_stops_their_tokens_on_a_running_gateway(cast, iss
 # --- last use ----------------------------------------------------------------------------------
 
 
-async def test_any_authenticated_request_counts_as_use_at_most_one_write_a_minute(asgi_client, cast, carol_token):
-    from apps.gateway.runtime.recorder import recorder
-
+async def test_any_authenticated_request_counts_as_use_at_most_one_write_a_minute(
+    asgi_client, cast, carol_token, relay_gateway
+):
     token = await sync_to_async(GatewayToken.objects.get)(user=cast.carol)
     assert token.last_used_at is None
     async with asgi_client(carol_token) as client:
         await _initialize(client)  # not a tool call
-    recorder.flush()
+    relay_gateway.recorder.flush()
     await sync_to_async(token.refresh_from_db)()
     first = token.last_used_at
     assert first is not None
     async with asgi_client(carol_token) as client:
         await _initialize(client)
-    recorder.flush()
+    relay_gateway.recorder.flush()
     await sync_to_async(token.refresh_from_db)()
     assert token.last_used_at == first  # within the minute: no second write

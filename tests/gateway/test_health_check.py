@@ -13,19 +13,18 @@ from apps.audit.models import AuditEvent
 from apps.core.errors import RuleViolation
 from apps.gateway import services, tasks
 from apps.gateway.models import ToolPin, UpstreamServer
-from apps.gateway.runtime import catalog, state
-from apps.gateway.runtime.catalog import fingerprint
-from apps.gateway.runtime.upstream import isolated
 from apps.gateway.services import (
     server_add,
     server_approve,
     server_check_request,
-    server_health_check,
     server_set_enabled,
 )
+from apps.gateway.snapshots import one_off_pool, workspace_config
 from apps.rbac.access import PermissionDenied
 from apps.rbac.roles import Role
 from apps.workspaces.models import Membership
+from relay import catalog
+from relay.catalog import fingerprint
 from tests.gateway.upstream import _free_port, build_server, change_tools, running
 
 
@@ -33,22 +32,41 @@ def _checks() -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(action=Action.HEALTH_CHECKED).order_by("seq"))
 
 
-def test_a_live_upstream_is_recorded_healthy(cast, fix_server):
+@pytest.fixture
+def check_now(django_capture_on_commit_callbacks):
+    """``check_now(access, server, ip=None)``: ask for a check, and run its task as after the commit."""
+
+    def check(access, server: UpstreamServer, ip: str | None = None) -> UpstreamServer:
+        with django_capture_on_commit_callbacks(execute=True):
+            server_check_request(access=access, server=server, ip=ip)
+        server.refresh_from_db()
+        return server
+
+    return check
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """``with committed():`` runs the tasks queued inside, as after the commit (an approval's)."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+def test_a_live_upstream_is_recorded_healthy(cast, fix_server, check_now):
     UpstreamServer.objects.filter(pk=fix_server.pk).update(health_ok=False, health_detail="stale")
     fix_server.refresh_from_db()
-    server_health_check(access=cast.access(cast.bob), server=fix_server, ip="10.0.0.7")
-    fix_server.refresh_from_db()
+    check_now(cast.access(cast.bob), fix_server, ip="10.0.0.7")
     assert (fix_server.health_ok, fix_server.health_detail) == (True, "4 tools")
     (event,) = _checks()
     assert (event.actor, event.target_repr, event.ip) == (cast.bob, "fix", "10.0.0.7")
     assert event.metadata == {"ok": True, "detail": "4 tools"}
 
 
-def test_a_dead_upstream_is_recorded_down(cast):
-    server = server_add(access=cast.access(cast.alice), slug="gone", url=f"http://127.0.0.1:{_free_port()}/mcp")
-    checked_before = server.health_checked_at
-    server_health_check(access=cast.access(cast.alice), server=server)
+def test_a_dead_upstream_is_recorded_down(cast, check_now, committed):
+    with committed():
+        server = server_add(access=cast.access(cast.alice), slug="gone", url=f"http://127.0.0.1:{_free_port()}/mcp")
     server.refresh_from_db()
+    checked_before = server.health_checked_at
+    check_now(cast.access(cast.alice), server)
     assert server.health_ok is False and "unreachable" in server.health_detail
     assert server.health_checked_at > checked_before
     (event,) = _checks()
@@ -57,21 +75,24 @@ def test_a_dead_upstream_is_recorded_down(cast):
 
 def test_members_and_other_workspaces_are_refused(cast, fix_server):
     with pytest.raises(PermissionDenied):
-        server_health_check(access=cast.access(cast.carol), server=fix_server)
+        server_check_request(access=cast.access(cast.carol), server=fix_server)
     with pytest.raises(RuleViolation, match="another workspace"):
-        server_health_check(access=cast.access(cast.dave, cast.globex), server=fix_server)
-    assert not _checks()
+        server_check_request(access=cast.access(cast.dave, cast.globex), server=fix_server)
+    fix_server.refresh_from_db()
+    assert not _checks() and fix_server.check_kind == UpstreamServer.CheckKind.APPROVE  # nothing queued either
 
 
 # --- Checks see changed and new tools (issue #7, item 4) --------------------------------
 
 
 @pytest.fixture
-def mutable(cast):
+def mutable(cast, committed):
     """A real upstream, approved (its 4 tools pinned); the test changes its tools afterwards."""
     mcp = build_server("mutable")
     with running(mcp) as upstream:
-        server = server_add(access=cast.access(cast.alice), slug="mut", url=upstream.url)
+        with committed():
+            server = server_add(access=cast.access(cast.alice), slug="mut", url=upstream.url)
+        server.refresh_from_db()
         assert server.pins.count() == 4
         yield mcp, server
 
@@ -84,7 +105,7 @@ def test_a_check_holds_changed_and_new_tools_for_approval(cast, mutable, django_
     mcp, server = mutable
     change_tools(mcp)
     with django_capture_on_commit_callbacks(execute=True):
-        server_health_check(access=cast.access(cast.bob), server=server, ip="10.0.0.7")
+        server_check_request(access=cast.access(cast.bob), server=server, ip="10.0.0.7")
     server.refresh_from_db()
     assert (server.health_ok, server.health_detail) == (True, "5 tools, 2 waiting for approval")
     assert _pins(server) == {
@@ -114,23 +135,23 @@ def test_a_check_holds_changed_and_new_tools_for_approval(cast, mutable, django_
 
     # Checking again finds the same changes: nothing new is recorded or sent.
     with django_capture_on_commit_callbacks(execute=True):
-        server_health_check(access=cast.access(cast.bob), server=server)
+        server_check_request(access=cast.access(cast.bob), server=server)
     assert changes.count() == 2 and len(mail.outbox) == 2
 
 
-def test_the_check_records_what_the_gateway_records(cast, mutable):
+def test_the_check_records_what_the_gateway_records(cast, mutable, check_now):
     """One rule: a check and the gateway's catalog hold the same definitions for approval."""
     mcp, server = mutable
     change_tools(mcp)
-    config = state.load_workspace("acme")
+    config = workspace_config("acme")
 
     async def build():
-        async with isolated():  # the gateway's pooled connections are left alone
-            return await catalog.build(config)
+        async with one_off_pool() as pool:  # the gateway's pooled connections are left alone
+            return await catalog.build(config, pool)
 
     built = async_to_sync(build, force_new_loop=True)()
     from_gateway = {(name, fp) for _, name, _, fp in built.changed_pins}
-    server_health_check(access=cast.access(cast.alice), server=server)
+    check_now(cast.access(cast.alice), server)
     held = set(ToolPin.objects.exclude(pending_fingerprint="").values_list("tool_name", "pending_fingerprint"))
     assert held == from_gateway and len(held) == 2
 
@@ -167,19 +188,28 @@ def test_a_check_not_yet_run_shows_as_checking(cast, fix_server, django_capture_
         server_check_request(access=cast.access(cast.carol), server=fix_server)
 
 
-def test_the_task_checks_the_actors_rights_again(cast, fix_server):
+def test_the_task_checks_the_actors_rights_again(cast, fix_server, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        server_check_request(access=cast.access(cast.bob), server=fix_server)
     Membership.objects.filter(workspace=cast.acme, user=cast.bob).update(role=Role.MEMBER)
-    tasks.server_check(fix_server.pk, cast.bob.pk, None)  # bob was demoted after asking
-    assert not _checks()
-    tasks.server_check(10**9, cast.alice.pk, None)  # removed meanwhile: nothing to do
+    queued[0]()  # bob was demoted after asking
+    fix_server.refresh_from_db()
+    assert not _checks() and not fix_server.checking
+    assert (fix_server.check_state, fix_server.check_error) == (
+        UpstreamServer.CheckState.FAILED,
+        "Dropped: bob@example.com may no longer manage this workspace's servers.",
+    )
+    tasks.server_check_run(10**9)  # removed meanwhile: nothing to do
 
 
-def test_beat_checks_every_approved_enabled_server(cast, mutable, upstream):
+def test_beat_checks_every_approved_enabled_server(cast, mutable, upstream, committed):
     mcp, live = mutable
-    off = server_add(access=cast.access(cast.alice), slug="off", url=upstream.url)
+    with committed():
+        off = server_add(access=cast.access(cast.alice), slug="off", url=upstream.url)
     server_set_enabled(access=cast.access(cast.alice), server=off, enabled=False)
     asked = server_add(access=cast.access(cast.carol), slug="asked", url=upstream.url)
-    theirs = server_add(access=cast.access(cast.dave, cast.globex), slug="theirs", url=upstream.url)
+    with committed():
+        theirs = server_add(access=cast.access(cast.dave, cast.globex), slug="theirs", url=upstream.url)
     change_tools(mcp)
     before = {s.pk: s.health_checked_at for s in UpstreamServer.objects.all()}
 
@@ -193,26 +223,26 @@ def test_beat_checks_every_approved_enabled_server(cast, mutable, upstream):
     assert AuditEvent.objects.filter(action=Action.TOOL_DEFINITION_CHANGED).count() == 2
 
 
-def test_a_scheduled_check_records_a_server_going_down(cast):
-    with running(build_server("brief")) as brief:
+def test_a_scheduled_check_records_a_server_going_down(cast, committed):
+    with running(build_server("brief")) as brief, committed():
         server = server_add(access=cast.access(cast.alice), slug="brief", url=brief.url)
-    tasks.server_check(server.pk, None, None)
+    tasks.server_check(server.pk)
     server.refresh_from_db()
     assert server.health_ok is False
     (event,) = _checks()
     assert event.actor is None and event.metadata["ok"] is False
-    tasks.server_check(server.pk, None, None)  # still down: no new row
+    tasks.server_check(server.pk, None, None)  # still down: no new row (a message queued before server_check_run)
     assert len(_checks()) == 1
 
 
-def test_checking_a_requested_server_lists_its_tools_without_pinning_them(cast, upstream):
+def test_checking_a_requested_server_lists_its_tools_without_pinning_them(cast, upstream, check_now, committed):
     asked = server_add(access=cast.access(cast.carol), slug="asked", url=upstream.url)
     assert asked.health_checked_at is None  # a request contacts nothing
-    server_health_check(access=cast.access(cast.bob), server=asked)
-    asked.refresh_from_db()
+    check_now(cast.access(cast.bob), asked)
     assert (asked.status, asked.health_ok, asked.health_detail) == (UpstreamServer.Status.REQUESTED, True, "4 tools")
     assert sorted(tool["name"] for tool in asked.offered_tools) == ["add", "echo", "fail", "slow"]
     assert not asked.pins.exists()
-    server_approve(access=cast.access(cast.bob), server=asked)
+    with committed():
+        server_approve(access=cast.access(cast.bob), server=asked)
     asked.refresh_from_db()
     assert asked.offered_tools is None and asked.pins.count() == 4

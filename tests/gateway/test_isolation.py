@@ -14,16 +14,16 @@ from asgiref.sync import sync_to_async
 from mcp.server import MCPServer
 
 from apps.gateway.models import UpstreamServer
-from apps.gateway.runtime.http1 import UpstreamTransport
-from apps.gateway.runtime.limits import Busy, CallLimits, call_limits
-from apps.gateway.runtime.state import load_workspace
-from apps.gateway.runtime.upstream import MAX_CONNECTIONS, UpstreamConfig, UpstreamError, upstream_for
 from apps.gateway.services import server_add
+from apps.gateway.snapshots import one_off_pool, relay_settings, workspace_config
 from apps.workspaces.services import workspace_set_rate_limit
+from relay.config import UpstreamConfig
+from relay.http1 import UpstreamTransport
+from relay.limits import Busy, CallLimits
+from relay.upstream import MAX_CONNECTIONS, UpstreamError
 from tests.gateway import test_upstream_faults as faults
 from tests.gateway.upstream import running
 
-rows = faults.rows
 session = faults.session  # the fixture: ``await session()``, ``await session(dave, workspace=globex)``
 
 
@@ -49,7 +49,7 @@ def sleepy():
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_flood_of_slow_calls_in_one_workspace_leaves_another_untouched(
-    cast, upstream, sleepy, session, settings
+    cast, upstream, sleepy, session, settings, relay_gateway, rows
 ):
     settings.MCPNEST_GATEWAY_QUEUE_SECONDS = 1
     flood, capacity = 250, settings.MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY
@@ -68,7 +68,7 @@ async def test_a_flood_of_slow_calls_in_one_workspace_leaves_another_untouched(
         return time.monotonic() - started, answer
 
     naps = [asyncio.ensure_future(nap()) for _ in range(flood)]
-    limits = call_limits()
+    limits = relay_gateway.pool.limits
     async with asyncio.timeout(10):
         while limits.in_flight(server_id=slow_server.pk) < capacity:
             await asyncio.sleep(0.02)
@@ -99,14 +99,14 @@ async def test_a_flood_of_slow_calls_in_one_workspace_leaves_another_untouched(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_servers_own_timeout_and_limit_reach_the_gateway(cast, sleepy, session, settings):
+async def test_a_servers_own_timeout_and_limit_reach_the_gateway(cast, sleepy, session, settings, rows):
     settings.MCPNEST_GATEWAY_QUEUE_SECONDS = 0.5
 
     def setup():
         server = server_add(
             access=cast.access(cast.alice), slug="sleepy", url=sleepy.url, timeout_seconds=1, max_concurrency=1
         )
-        return server, load_workspace("acme").servers[0].upstream
+        return server, workspace_config("acme").servers[0].upstream
 
     server, config = await sync_to_async(setup)()
     assert (server.timeout_seconds, server.max_concurrency) == (1, 1)
@@ -132,9 +132,12 @@ async def test_a_servers_own_timeout_and_limit_reach_the_gateway(cast, sleepy, s
 
 async def test_an_upstream_call_waits_at_most_the_servers_own_timeout(sleepy, settings):
     config = UpstreamConfig(server_id=9001, slug="sleepy", url=sleepy.url, timeout_seconds=1)
-    assert UpstreamConfig(server_id=1, slug="x", url=sleepy.url).timeout == settings.MCPNEST_GATEWAY_UPSTREAM_TIMEOUT
-    assert config.timeout == 1
-    upstream = upstream_for(config)
+    pool = one_off_pool()
+    assert pool.get(UpstreamConfig(server_id=1, slug="x", url=sleepy.url)).timeout == (
+        settings.MCPNEST_GATEWAY_UPSTREAM_TIMEOUT
+    )
+    upstream = pool.get(config)
+    assert upstream.timeout == 1
     result = await upstream.call(
         "tools/call", {"name": "nap", "arguments": {"seconds": 0}}, workspace_id=1, workspace_slug="w"
     )
@@ -148,8 +151,9 @@ async def test_an_upstream_call_waits_at_most_the_servers_own_timeout(sleepy, se
     assert time.monotonic() - started < 2
     # A new timeout for the same server reuses its connection state.
     longer = UpstreamConfig(server_id=9001, slug="sleepy", url=sleepy.url, timeout_seconds=5)
-    assert upstream_for(longer) is upstream and upstream.config is longer
-    assert call_limits().in_flight(server_id=9001) == 0
+    assert pool.get(longer) is upstream and upstream.config is longer
+    assert pool.limits.in_flight(server_id=9001) == 0
+    await pool.aclose()
 
 
 async def test_the_connection_pool_is_large_and_waiting_for_it_is_bounded():
@@ -192,27 +196,32 @@ async def test_slots_per_upstream_and_per_workspace(settings):
     limits = CallLimits()
     docs, git, wiki = config_of(1, "docs"), config_of(2, "git"), config_of(3, "wiki")
 
-    held = [await limits.acquire(10, "acme", docs), await limits.acquire(10, "acme", docs)]
+    held = [
+        await limits.acquire(10, "acme", docs, relay_settings()),
+        await limits.acquire(10, "acme", docs, relay_settings()),
+    ]
     started = time.monotonic()
     with pytest.raises(Busy) as full_upstream:
-        await limits.acquire(10, "acme", docs)
+        await limits.acquire(10, "acme", docs, relay_settings())
     assert 0.15 < time.monotonic() - started < 1
     assert str(full_upstream.value) == (
         "Upstream server docs is busy: it has 2 calls in flight, its limit (MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY), "
         "and none finished within 0.2 s (MCPNEST_GATEWAY_QUEUE_SECONDS). Retry later."
     )
-    held.append(await limits.acquire(10, "acme", git))  # acme's third and last slot
+    held.append(await limits.acquire(10, "acme", git, relay_settings()))  # acme's third and last slot
     with pytest.raises(Busy) as full_workspace:
-        await limits.acquire(10, "acme", git)
+        await limits.acquire(10, "acme", git, relay_settings())
     assert str(full_workspace.value).startswith(
         "Workspace acme is busy: it has 3 upstream calls in flight, its limit (MCPNEST_GATEWAY_WORKSPACE_CONCURRENCY)"
     )
     assert limits.in_flight(server_id=2) == 1  # the refused call gave back the upstream slot it had taken
-    other = await asyncio.wait_for(limits.acquire(20, "globex", wiki), 0.05)  # another workspace: no wait
+    other = await asyncio.wait_for(
+        limits.acquire(20, "globex", wiki, relay_settings()), 0.05
+    )  # another workspace: no wait
     limits.release(other)
 
     # A queued call gets the first slot that frees within the queue time.
-    waiting = asyncio.ensure_future(limits.acquire(10, "acme", docs))
+    waiting = asyncio.ensure_future(limits.acquire(10, "acme", docs, relay_settings()))
     await asyncio.sleep(0.05)
     limits.release(held.pop(0))
     held.append(await waiting)
@@ -224,11 +233,13 @@ async def test_slots_per_upstream_and_per_workspace(settings):
 async def test_a_servers_own_limit_and_a_changed_limit(settings):
     settings.MCPNEST_GATEWAY_QUEUE_SECONDS = 0.1
     limits = CallLimits()
-    held = await limits.acquire(1, "acme", config_of(5, "solo", max_concurrency=1))
+    held = await limits.acquire(1, "acme", config_of(5, "solo", max_concurrency=1), relay_settings())
     with pytest.raises(Busy, match=r"its limit \(the server's max concurrency\)"):
-        await limits.acquire(1, "acme", config_of(5, "solo", max_concurrency=1))
+        await limits.acquire(1, "acme", config_of(5, "solo", max_concurrency=1), relay_settings())
     # Raised by an operator: the new limit applies at once; the call in flight releases its old slot.
-    again = await asyncio.wait_for(limits.acquire(1, "acme", config_of(5, "solo", max_concurrency=2)), 0.05)
+    again = await asyncio.wait_for(
+        limits.acquire(1, "acme", config_of(5, "solo", max_concurrency=2), relay_settings()), 0.05
+    )
     limits.release(held)
     limits.release(again)
     assert limits.in_flight(server_id=5) == 0
@@ -236,23 +247,8 @@ async def test_a_servers_own_limit_and_a_changed_limit(settings):
 
 async def test_idle_slots_are_forgotten_so_memory_stays_bounded():
     limits = CallLimits(max_keys=10)
-    busy = await limits.acquire(1, "acme", config_of(0, "busy"))
+    busy = await limits.acquire(1, "acme", config_of(0, "busy"), relay_settings())
     for server_id in range(1, 100):
-        limits.release(await limits.acquire(1, "acme", config_of(server_id, f"s{server_id}")))
+        limits.release(await limits.acquire(1, "acme", config_of(server_id, f"s{server_id}"), relay_settings()))
     assert len(limits._upstreams) <= 10 and limits.in_flight(server_id=0) == 1  # a busy one is kept
     limits.release(busy)
-
-
-async def test_each_event_loop_has_its_own_slots():
-    mine = call_limits()
-    assert call_limits() is mine
-
-    def elsewhere() -> CallLimits:
-        return asyncio.run(_current())
-
-    other = await asyncio.to_thread(elsewhere)
-    assert other is not mine
-
-
-async def _current() -> CallLimits:
-    return call_limits()

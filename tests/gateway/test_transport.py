@@ -76,10 +76,18 @@ async def test_session_rules(asgi_client, carol_token, cast, issue):
     assert stolen.status_code == 404
 
 
-async def test_get_answers_405(asgi_client, carol_token):
+async def test_get_opens_a_2025_sessions_stream_only(asgi_client, carol_token):
+    """The stream itself (resource updates, list changes) is tested over daphne in test_protocol.py."""
     async with asgi_client(carol_token) as client:
-        response = await client.get(URL, headers={"Accept": "text/event-stream"})
-    assert response.status_code == 405
+        sessionless = await client.get(URL, headers={"Accept": "text/event-stream"})
+        modern = await client.get(URL, headers={"Accept": "text/event-stream", "MCP-Protocol-Version": "2026-07-28"})
+        unknown = await client.get(URL, headers={"Accept": "text/event-stream", "Mcp-Session-Id": "forged"})
+        session, _ = await _initialize(client)
+        no_sse = await client.get(URL, headers={"Accept": "application/json", "Mcp-Session-Id": session})
+    assert sessionless.status_code == 400 and "Mcp-Session-Id" in sessionless.json()["error"]["message"]
+    assert modern.status_code == 405 and modern.headers["Allow"] == "POST"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == -32001
+    assert no_sse.status_code == 406
 
 
 @pytest.mark.parametrize(
@@ -258,3 +266,25 @@ async def test_legacy_callers_get_no_modern_fields_from_modern_upstreams(asgi_cl
     for result in (listed.json()["result"], called.json()["result"]):
         assert not {"resultType", "ttlMs", "cacheScope"} & set(result)
         assert "io.modelcontextprotocol/serverInfo" not in result.get("_meta", {})
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field"),
+    [
+        ("tools/call", {"name": "echo", "arguments": [1]}, "params.arguments"),
+        ("tools/call", {"name": 5}, "params.name"),
+        ("prompts/get", {"name": "greet", "arguments": {"who": 1}}, "params.arguments.who"),
+        ("resources/read", {}, "params.uri"),
+        ("completion/complete", {"ref": {"type": "ref/nothing"}, "argument": {"name": "a", "value": ""}}, "params.ref"),
+        ("tools/list", {"cursor": 5}, "params.cursor"),
+        ("resources/subscribe", {"uri": ["x"]}, "params.uri"),
+    ],
+)
+async def test_params_of_the_wrong_shape_name_the_field(asgi_client, carol_token, method, params, field):
+    async with asgi_client(carol_token) as client:
+        session, _ = await _initialize(client)
+        headers = {**ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+        response = await client.post(URL, json=rpc(method, **params), headers=headers)
+    error = response.json()["error"]
+    assert error["code"] == -32602
+    assert error["data"]["field"].startswith(field) and method in error["message"]

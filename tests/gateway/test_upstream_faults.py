@@ -19,11 +19,9 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from apps.audit.models import ToolCall
-from apps.gateway.runtime import catalog as catalogs
-from apps.gateway.runtime.recorder import recorder
-from apps.gateway.runtime.state import load_workspace
 from apps.gateway.services import server_add
+from apps.gateway.snapshots import one_off_pool, workspace_config
+from relay import catalog as catalogs
 from tests.gateway.test_transport import ACCEPT, URL, rpc
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -171,11 +169,6 @@ def session(asgi_client, issue, cast):
     return make
 
 
-def rows(**filters) -> list[ToolCall]:
-    recorder.flush()
-    return list(ToolCall.objects.filter(**filters).order_by("seq"))
-
-
 # --- malformed answers ------------------------------------------------------------------
 
 MALFORMED = {
@@ -244,7 +237,7 @@ MALFORMED = {
 
 @pytest.mark.parametrize("case", MALFORMED)
 async def test_a_malformed_answer_is_an_error_that_names_the_upstream_and_is_recorded(
-    case, bad, garbage, session, cast
+    case, bad, garbage, session, cast, rows
 ):
     answer, message = MALFORMED[case]
     garbage.script["tools/call"] = answer
@@ -270,7 +263,7 @@ async def test_a_malformed_answer_is_an_error_that_names_the_upstream_and_is_rec
     ],
 )
 async def test_upstream_errors_are_relayed_and_codes_beyond_32_bits_become_32000(
-    code, relayed, message, bad, garbage, session
+    code, relayed, message, bad, garbage, session, rows
 ):
     garbage.script["tools/call"] = lambda id: as_json(reply(id, error={"code": code, "message": "Too big", "data": 7}))
     response = await (await session()).call("tools/call", name="bad", arguments={})
@@ -313,10 +306,11 @@ async def test_a_garbage_listing_fails_that_upstream_alone(case, cast, fix_serve
 
     def add_and_load():
         server_add(access=cast.access(cast.alice), slug="bad", url=garbage.url, prefix="bad_")
-        return load_workspace("acme")
+        return workspace_config("acme")
 
     config = await sync_to_async(add_and_load)()
-    built = await catalogs.build(config)
+    async with one_off_pool() as pool:
+        built = await catalogs.build(config, pool)
     assert detail in built.failures["bad"] and "upstream bad" in built.failures["bad"]
     tools = (await (await session()).call("tools/list"))["result"]["tools"]
     assert {"echo", "add"} <= {tool["name"] for tool in tools}
@@ -332,14 +326,14 @@ async def test_tools_with_names_of_the_wrong_type_are_left_out_of_the_list(cast,
     assert sorted(tool["name"] for tool in tools) == ["add", "bad", "echo", "fail", "slow"]
 
 
-async def test_an_unexpected_failure_is_answered_and_recorded(bad, session, monkeypatch, caplog):
+async def test_an_unexpected_failure_is_answered_and_recorded(bad, session, monkeypatch, caplog, rows):
     """Whatever the cause (here a bug planted in the upstream layer), the caller gets an
     answer naming the upstream and the call a row; the log has the traceback."""
 
     async def broken(*args, **kwargs):
         raise KeyError("planted")
 
-    monkeypatch.setattr("apps.gateway.runtime.upstream.Upstream.call", broken)
+    monkeypatch.setattr("relay.upstream.Upstream.call", broken)
     response = await (await session()).call("tools/call", name="bad", arguments={})
     assert response["error"]["code"] == -32603
     assert "upstream server bad" in response["error"]["message"]
@@ -380,7 +374,7 @@ def declared_too_long(id: Any) -> Answer:
     ids=["endless JSON body", "endless SSE notifications", "one SSE event over the limit", "Content-Length too big"],
 )
 async def test_answers_over_the_size_limit_are_refused_and_the_connection_closed(
-    answer, streamed, bad, garbage, session, settings
+    answer, streamed, bad, garbage, session, settings, rows
 ):
     settings.MCPNEST_GATEWAY_MAX_RESPONSE_BYTES = LIMIT
     garbage.script["tools/call"] = answer
@@ -402,7 +396,7 @@ async def test_answers_over_the_size_limit_are_refused_and_the_connection_closed
 # --- tool errors ---------------------------------------------------------------------------
 
 
-async def test_a_tool_error_is_relayed_unchanged_and_recorded_as_422(fix_server, session):
+async def test_a_tool_error_is_relayed_unchanged_and_recorded_as_422(fix_server, session, rows):
     s = await session()
     failed = await s.call("tools/call", name="fail", arguments={})
     assert failed["result"]["isError"] is True

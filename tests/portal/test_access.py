@@ -10,7 +10,7 @@ from django.test import Client, RequestFactory
 from django.urls import resolve, reverse
 
 from apps.audit.models import AuditEvent
-from apps.portal.views import workspace_view
+from apps.portal.views.base import workspace_view
 from apps.rbac.roles import Capability, Role
 from apps.tokens.models import GatewayToken
 from apps.workspaces.models import Invitation, Membership, Workspace

@@ -100,7 +100,12 @@ def test_csv_export_streams_and_is_recorded(cast, signed_in):
     assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)
     exported = AuditEvent.objects.get(workspace=cast.acme, action=Action.AUDIT_EXPORTED)
     assert exported.actor == cast.bob
-    assert exported.metadata == {"format": "csv", "kind": "events", "filters": {"action": "member.role_changed"}}
+    assert exported.metadata == {
+        "format": "csv",
+        "kind": "events",
+        "filters": {"action": "member.role_changed"},
+        "via": "portal",
+    }
     assert exported.ip == "127.0.0.1"
     # The trail stays verifiable after the export wrote to it.
     assert all(chain.verify_chain(c, m) for c, m in chain.iter_chains(cast.acme.pk))

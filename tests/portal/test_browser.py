@@ -14,7 +14,7 @@ from django.core import mail
 
 from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
-from apps.tokens.services import token_verify
+from apps.tokens.selectors import token_verify
 from apps.workspaces.models import Membership
 from tests.factories import PASSWORD, UserFactory
 
@@ -197,7 +197,7 @@ def test_owner_invites_promotes_and_issues_a_token(live_server, browser):
     assert "ivan@example.com removed" in _messages(owner)
 
 
-def test_the_demo_shows_a_real_server_whose_tools_the_printed_token_calls(live_server, browser, monkeypatch):
+def test_the_demo_shows_a_real_server_whose_tools_the_printed_token_calls(live_server, browser, monkeypatch, gateway):
     """`make run`'s demo (issue #7, item 10): the demo server is in the workspace with its real
     tools, and the token the demo prints lists and calls them through the gateway."""
     from io import StringIO
@@ -227,7 +227,8 @@ def test_the_demo_shows_a_real_server_whose_tools_the_printed_token_calls(live_s
             "Accept": "application/json, text/event-stream",
             "Content-Type": "application/json",
         }
-        with httpx2.Client(base_url=live_server.url, headers=headers, timeout=30) as client:
+        # The gateway as production serves it (daphne, mcpnest.asgi); the live server is WSGI.
+        with httpx2.Client(base_url=gateway(), headers=headers, timeout=30) as client:
             hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "browser-test"}}
             opened = client.post(
                 "/api/gw/demo", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
@@ -246,6 +247,37 @@ def test_the_demo_shows_a_real_server_whose_tools_the_printed_token_calls(live_s
             ).json()
     assert {tool["name"] for tool in listed["result"]["tools"]} == set(demo_upstream.TOOLS)
     assert called["result"]["content"][0]["text"] == "3"
+
+
+def test_a_check_run_by_a_worker_later_is_followed_on_the_page(live_server, browser, cast, monkeypatch):
+    """Issue 8: with a broker, *Check now* only queues the check. The page says it is under way,
+    polls, and shows the outcome once a worker has run it, without the reader reloading."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from apps.gateway import tasks
+    from apps.gateway.models import UpstreamServer
+    from apps.gateway.services import server_add
+    from mcpnest.celery import app as celery_app
+    from tests.gateway.upstream import build_server, running
+
+    with running(build_server("browser")) as upstream:
+        server = server_add(access=cast.access(cast.alice), slug="fix", url=upstream.url)  # approved in-process
+        # From here tasks go to the (in-memory) broker, and no worker takes them until this test does.
+        monkeypatch.setitem(celery_app.conf, "task_always_eager", False)
+        alice = browser()
+        _sign_in(alice, live_server.url, cast.alice.email)
+        alice.get(f"{live_server.url}/w/acme/security/")
+        _submit(alice, alice.find_element(By.CSS_SELECTOR, "button[aria-label='Check fix now']"))
+        assert "Checking server “fix”; the result appears here shortly." in _messages(alice)
+        pending = alice.find_element(By.CSS_SELECTOR, f"#server-{server.pk} [data-check-url]")
+        assert pending.get_attribute("role") == "status" and "Checking…" in pending.text
+
+        tasks.server_check_run(server.pk)  # the worker gets to it
+        WebDriverWait(alice, 20).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-check-url]"))
+    row = alice.find_element(By.ID, f"server-{server.pk}").text
+    assert "OK" in row and "4 tools" in row and "Checking…" not in row
+    assert UpstreamServer.objects.get(pk=server.pk).check_state == UpstreamServer.CheckState.DONE
 
 
 # --- Responsive tables (issue #7, item #14) ------------------------------------------

@@ -16,6 +16,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import tool_calls_record
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
 from apps.gateway.services import allowlist_set, pin_observe, pin_reject, server_add, server_approve
+from apps.rbac.roles import Role
 from apps.workspaces.models import Membership, Workspace
 from tests.gateway.upstream import _free_port, build_server, change_tools, running
 
@@ -30,11 +31,20 @@ def upstream():
 
 
 @pytest.fixture
-def fix(cast, upstream) -> UpstreamServer:
-    """A live upstream in acme, added by its Owner with a secret header."""
-    return server_add(
-        access=cast.access(cast.alice), slug="fix", url=upstream.url, headers={"Authorization": f"Bearer {SECRET}"}
-    )
+def committed(django_capture_on_commit_callbacks):
+    """``with committed():`` runs the tasks queued inside (an approval's), as after the commit."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def fix(cast, upstream, committed) -> UpstreamServer:
+    """A live upstream in acme, added (and approved: its tools pinned) by its Owner with a secret header."""
+    with committed():
+        server = server_add(
+            access=cast.access(cast.alice), slug="fix", url=upstream.url, headers={"Authorization": f"Bearer {SECRET}"}
+        )
+    server.refresh_from_db()
+    return server
 
 
 @pytest.fixture
@@ -181,6 +191,7 @@ def test_actions_refuse_get(cast, signed_in, fix, requested):
 # --- Upstream servers -----------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # the approval runs once the request's transaction commits
 def test_owner_adds_a_server_its_header_values_are_write_only(cast, signed_in, upstream):
     alice = signed_in(cast.alice)
     response = alice.post(
@@ -221,6 +232,7 @@ def test_badly_written_headers_are_refused_without_echoing_them(cast, signed_in)
     assert not UpstreamServer.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the approval runs once the request's transaction commits
 def test_member_requests_and_admin_approves(cast, signed_in, upstream):
     carol = signed_in(cast.carol)
     response = carol.post(_url("security-server-add"), {"slug": "fix", "url": upstream.url}, follow=True)
@@ -233,7 +245,7 @@ def test_member_requests_and_admin_approves(cast, signed_in, upstream):
     bob = signed_in(cast.bob)
     assert "Approve fix" in bob.get(_url("security")).content.decode()
     approved = bob.post(_url("security-server-approve", server.pk), follow=True)
-    assert "Server “fix” approved (4 tools)." in _messages(approved)
+    assert "Server “fix” approved: 4 tools pinned." in _messages(approved)
     server.refresh_from_db()
     assert (server.status, server.approved_by) == (UpstreamServer.Status.APPROVED, cast.bob)
     assert server.pins.count() == 4
@@ -309,8 +321,15 @@ def test_admin_sets_enforcement_deny_by_default_and_rate_limit(cast, signed_in):
     acme = Workspace.objects.get(pk=cast.acme.pk)
     assert (acme.enforcement, acme.deny_by_default, acme.rate_limit_per_minute) == ("shadow", True, 30)
     changes = [e.metadata for e in _events(Action.ENFORCEMENT_CHANGED)]
-    assert changes == [{"before": "off", "after": "shadow"}, {"deny_by_default": [False, True]}]
-    assert _events(Action.RATE_LIMIT_CHANGED)[0].metadata == {"before": 200, "after": 30}
+    assert changes == [
+        {
+            "changes": {
+                "enforcement": ["off", "shadow"],
+                "deny_by_default": [False, True],
+                "rate_limit_per_minute": [200, 30],
+            }
+        }
+    ]
     assert all(e.actor == cast.bob for e in AuditEvent.objects.filter(workspace=acme))
     # The form shows what is saved.
     form = response.context["policy_form"]
@@ -396,8 +415,8 @@ def test_a_badly_written_rule_is_an_error_and_saves_nothing(cast, signed_in, fix
     assert not _events(Action.ALLOWLIST_CHANGED)
 
 
-def test_allowlist_picker_shows_pinned_tools_when_the_upstream_is_down(cast, signed_in):
-    with running(build_server("brief")) as brief:
+def test_allowlist_picker_shows_pinned_tools_when_the_upstream_is_down(cast, signed_in, committed):
+    with running(build_server("brief")) as brief, committed():
         server_add(access=cast.access(cast.alice), slug="brief", url=brief.url)
     # The upstream has stopped: the page still answers, from the pins, and says so.
     page = signed_in(cast.alice).get(_url("security-allowlist", _carol(cast).pk))
@@ -491,11 +510,13 @@ def test_the_page_costs_a_fixed_number_of_queries(cast, signed_in, django_assert
 
 
 @pytest.fixture
-def mutable(cast):
+def mutable(cast, committed):
     """A real upstream added by alice (4 tools pinned); the test changes its tools."""
     mcp = build_server("mutable")
     with running(mcp) as upstream:
-        yield mcp, server_add(access=cast.access(cast.alice), slug="mut", url=upstream.url)
+        with committed():
+            server = server_add(access=cast.access(cast.alice), slug="mut", url=upstream.url)
+        yield mcp, server
 
 
 def _badge(body: str) -> str | None:
@@ -529,11 +550,37 @@ def test_a_check_under_way_shows_as_checking(cast, signed_in, fix, django_captur
     with django_capture_on_commit_callbacks(execute=False) as queued:  # as with a broker: a worker runs it later
         response = bob.post(_url("security-server-health", fix.pk), follow=True)
     assert _messages(response) == ["Checking server “fix”; the result appears here shortly."]
-    assert "Checking…" in response.content.decode()
-    (task,) = queued
+    body = response.content.decode()
+    # Under way: said politely to screen readers, polled by portal.js, and a link for readers without it.
+    detail = reverse("api:gateway-server-detail", kwargs={"slug": "acme", "pk": fix.pk})
+    assert f'<span class="check-pending" role="status" data-check-url="{detail}">' in body
+    assert "Checking…" in body and "queued " in body and f'#server-{fix.pk}">Refresh</a>' in body
+    again = bob.post(_url("security-server-health", fix.pk), follow=True)  # a double click
+    assert _messages(again) == ["Checking server “fix”; the result appears here shortly."]
+    (task,) = queued  # still one task
     task()
     page = bob.get(_url("security")).content.decode()
-    assert "Checking…" not in page and "4 tools" in page
+    assert "Checking…" not in page and "data-check-url" not in page and "4 tools" in page
+
+
+def test_an_approval_under_way_and_a_check_that_could_not_run(
+    cast, signed_in, upstream, requested, django_capture_on_commit_callbacks
+):
+    bob = signed_in(cast.bob)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        approving = bob.post(_url("security-server-approve", requested.pk), follow=True)
+    assert _messages(approving) == ["Approving server “wiki”; the result appears here shortly."]
+    body = approving.content.decode()
+    assert "Approving…" in body and "Approval under way" in body and "Approve wiki" not in body
+    # Carol, who asked for it, sees it under way too.
+    assert "Approving…" in signed_in(cast.carol).get(_url("security")).content.decode()
+
+    Membership.objects.filter(workspace=cast.acme, user=cast.bob).update(role=Role.MEMBER)
+    (task,) = queued
+    task()  # bob lost his rights before a worker got to it
+    page = signed_in(cast.alice).get(_url("security")).content.decode()
+    assert "Approval failed" in page and "Dropped: bob@example.com may no longer manage" in page
+    assert "Approve wiki" in page  # still a request: anyone who may approve it can
 
 
 def test_each_server_lists_its_tools_with_their_pinned_definitions(cast, signed_in, fix):
@@ -613,7 +660,7 @@ def test_owner_rejects_a_pending_definition(cast, signed_in, fix):
     assert (row.name, row.state_label) == ("echo", "Change rejected (withheld)")
 
 
-def test_the_workspace_navigation_counts_what_waits(cast, signed_in, fix, requested):
+def test_the_workspace_navigation_counts_what_waits(cast, signed_in, fix, requested, committed):
     pin = _pending_pin(fix, "changed")
     pages = ["workspace", "members", "tokens", "security", "audit", "calls", "connect"]
     for user in (cast.alice, cast.bob):
@@ -625,7 +672,8 @@ def test_the_workspace_navigation_counts_what_waits(cast, signed_in, fix, reques
     assert _badge(signed_in(cast.dave).get(reverse("portal:workspace", args=["globex"])).content.decode()) is None
     pin_reject(access=cast.access(cast.alice), pin=pin)
     assert _badge(signed_in(cast.alice).get(_url("workspace")).content.decode()) == "1"
-    server_approve(access=cast.access(cast.alice), server=requested)
+    with committed():
+        server_approve(access=cast.access(cast.alice), server=requested)
     assert _badge(signed_in(cast.alice).get(_url("workspace")).content.decode()) is None
 
 

@@ -10,7 +10,8 @@ from django.urls import reverse
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
 from apps.tokens.models import GatewayToken
-from apps.tokens.services import token_create, token_verify
+from apps.tokens.selectors import token_verify
+from apps.tokens.services import token_create
 from tests.factories import MembershipFactory
 
 RAW_TOKEN = re.compile(r"mng_[0-9a-f]{48}")

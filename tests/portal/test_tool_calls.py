@@ -135,7 +135,7 @@ def test_csv_export_streams_the_filtered_calls_and_is_recorded(cast, signed_in, 
     assert {r["workspace"] for r in rows} == {str(cast.acme.pk)}
     (exported,) = AuditEvent.objects.filter(workspace=cast.acme, action=Action.AUDIT_EXPORTED)
     assert exported.actor == cast.bob and exported.ip == "127.0.0.1"
-    assert exported.metadata == {"format": "csv", "kind": "tool-calls", "filters": {"status": "2xx"}}
+    assert exported.metadata == {"format": "csv", "kind": "tool-calls", "filters": {"status": "2xx"}, "via": "portal"}
     assert all(chain.verify_chain(c, m) for c, m in chain.iter_chains(cast.acme.pk))
 
 

@@ -11,7 +11,8 @@ from django.urls import reverse
 from apps.audit.events import Action
 from apps.audit.models import AuditEvent
 from apps.tokens.models import GatewayToken
-from apps.tokens.services import token_create, token_verify
+from apps.tokens.selectors import token_verify
+from apps.tokens.services import token_create
 
 
 def url(name: str, **kwargs) -> str:

@@ -18,12 +18,11 @@ from apps.core.models import Epoch
 from apps.rbac.access import Access, PermissionDenied
 from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
+from apps.tokens.selectors import token_find, token_verify
 from apps.tokens.services import (
     token_create,
-    token_find,
     token_revoke,
     token_touch,
-    token_verify,
     tokens_revoke_for_member,
 )
 from apps.workspaces.services import workspace_delete

@@ -103,8 +103,19 @@ def test_workspace_edits_are_applied_and_audited_by_the_services(client, root, c
     cast.acme.refresh_from_db()
     assert (cast.acme.plan, cast.acme.enforcement, cast.acme.rate_limit_per_minute) == ("enterprise", "shadow", 50)
     assert _events(Action.PLAN_CHANGED).get().actor == root
-    assert _events(Action.ENFORCEMENT_CHANGED).get().metadata == {"before": "off", "after": "shadow"}
-    assert _events(Action.RATE_LIMIT_CHANGED).get().metadata == {"before": 200, "after": 50}
+    assert _events(Action.ENFORCEMENT_CHANGED).get().metadata == {
+        "changes": {"enforcement": ["off", "shadow"], "rate_limit_per_minute": [200, 50]}
+    }
+
+
+def test_deny_by_default_is_edited_here_too_through_the_policy_service(client, root, cast):
+    client.force_login(root)
+    response = client.post(_url(Workspace, "change", cast.acme.pk), _workspace_form(cast.acme, deny_by_default="on"))
+    assert response.status_code == 302
+    cast.acme.refresh_from_db()
+    assert cast.acme.deny_by_default is True
+    event = _events(Action.ENFORCEMENT_CHANGED).get()
+    assert (event.actor, event.metadata) == (root, {"changes": {"deny_by_default": [False, True]}})
 
 
 def test_a_refused_edit_changes_nothing_and_says_why(client, cast):
@@ -121,7 +132,7 @@ def test_a_refusal_half_way_rolls_back_the_earlier_changes(client, root, cast, m
     def refuse(**kwargs):
         raise RuleViolation("Rate limits are frozen during the incident.")
 
-    monkeypatch.setattr("apps.workspaces.admin.workspace_set_rate_limit", refuse)
+    monkeypatch.setattr("apps.workspaces.admin.workspace_set_policy", refuse)
     client.force_login(root)
     form = _workspace_form(cast.acme, plan=Plan.ENTERPRISE, rate_limit_per_minute=50)
     response = client.post(_url(Workspace, "change", cast.acme.pk), form, follow=True)

@@ -172,19 +172,36 @@ def test_changing_the_plan_needs_an_owner(cast, client_for):
     assert len(events(cast.acme, Action.PLAN_CHANGED)) == 1
 
 
-def test_enforcement_and_rate_limit_need_an_admin(cast, client_for):
+def test_the_gateway_policy_needs_an_admin(cast, client_for):
     path = url("workspace-detail", slug="acme")
-    body = {"enforcement": "shadow", "rate_limit_per_minute": 30}
+    body = {"enforcement": "shadow", "deny_by_default": True, "rate_limit_per_minute": 30}
     refused = client_for(cast.carol).patch(path, body, format="json")
     assert refused.status_code == 403
     assert "allowlists.manage" in refused.json()["error"]
 
     response = client_for(cast.bob).patch(path, body, format="json")
     assert response.status_code == 200
-    assert (response.json()["enforcement"], response.json()["rate_limit_per_minute"]) == ("shadow", 30)
+    assert {name: response.json()[name] for name in body} == body
+    # The same one row as the portal, the /policy endpoint and the admin write.
     (event,) = events(cast.acme, Action.ENFORCEMENT_CHANGED)
-    assert (event.actor, event.metadata) == (cast.bob, {"before": "off", "after": "shadow"})
-    assert len(events(cast.acme, Action.RATE_LIMIT_CHANGED)) == 1
+    assert (event.actor, event.metadata) == (
+        cast.bob,
+        {
+            "changes": {
+                "enforcement": ["off", "shadow"],
+                "deny_by_default": [False, True],
+                "rate_limit_per_minute": [200, 30],
+            }
+        },
+    )
+
+
+def test_name_and_policy_in_one_request_change_together_or_not_at_all(cast, client_for):
+    path = url("workspace-detail", slug="acme")
+    refused = client_for(cast.bob).patch(path, {"name": "Bob's", "enforcement": "shadow"}, format="json")
+    assert refused.status_code == 403  # an Admin may not rename: the policy stays as well
+    assert Workspace.objects.get(slug="acme").enforcement == "off"
+    assert not events(cast.acme, Action.ENFORCEMENT_CHANGED)
 
 
 def test_a_bad_value_says_what_is_allowed(cast, client_for):

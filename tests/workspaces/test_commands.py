@@ -14,7 +14,7 @@ from apps.audit.events import Action
 from apps.audit.models import AuditEvent, ToolCall
 from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
-from apps.tokens.services import token_verify
+from apps.tokens.selectors import token_verify
 from apps.workspaces.models import Enforcement, Membership, Workspace
 from tests.factories import UserFactory
 

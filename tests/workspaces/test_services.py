@@ -23,19 +23,18 @@ from apps.rbac.access import PermissionDenied, access_for, workspace_for
 from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_create
-from apps.workspaces.models import Enforcement, Invitation, Membership, Plan, Workspace
+from apps.workspaces.models import Invitation, Membership, Plan, Workspace
+from apps.workspaces.selectors import invitation_lookup
 from apps.workspaces.services import (
     invitation_accept,
     invitation_create,
-    invitation_lookup,
     invitation_revoke,
     member_add,
+    member_add_by_operator,
     member_change_role,
     member_remove,
     workspace_create,
     workspace_delete,
-    workspace_set_enforcement,
-    workspace_set_rate_limit,
     workspace_update,
 )
 from tests.factories import MembershipFactory, UserFactory
@@ -152,27 +151,7 @@ def test_unknown_plan_is_refused(cast):
 def test_an_unchanged_update_records_nothing(cast):
     before = AuditEvent.objects.count()
     workspace_update(access=cast.access(cast.alice), name="Acme", plan=Plan.TEAM)
-    workspace_set_enforcement(access=cast.access(cast.alice), mode=Enforcement.OFF)
-    workspace_set_rate_limit(access=cast.access(cast.alice), per_minute=cast.acme.rate_limit_per_minute)
     assert AuditEvent.objects.count() == before
-
-
-def test_admin_sets_enforcement_and_rate_limit_member_cannot(cast):
-    workspace_set_enforcement(access=cast.access(cast.bob), mode=Enforcement.SHADOW)
-    event = last_event(cast.acme)
-    assert event.action == Action.ENFORCEMENT_CHANGED and event.metadata == {"before": "off", "after": "shadow"}
-    workspace_set_rate_limit(access=cast.access(cast.bob), per_minute=30)
-    event = last_event(cast.acme)
-    assert event.action == Action.RATE_LIMIT_CHANGED and event.metadata == {"before": 200, "after": 30}
-    assert event.actor_id == cast.bob.pk and event.target_repr == "acme"
-    with pytest.raises(PermissionDenied):
-        workspace_set_enforcement(access=cast.access(cast.carol), mode=Enforcement.ENFORCE)
-    with pytest.raises(PermissionDenied):
-        workspace_set_rate_limit(access=cast.access(cast.carol), per_minute=1000)
-    with pytest.raises(ValidationError):
-        workspace_set_enforcement(access=cast.access(cast.bob), mode="sometimes")
-    with pytest.raises(ValidationError):
-        workspace_set_rate_limit(access=cast.access(cast.bob), per_minute=0)
 
 
 # --- Deleting workspaces -------------------------------------------------------------
@@ -301,9 +280,9 @@ def test_memberships_of_another_workspace_are_refused(cast):
 
 def test_member_add_refuses_duplicates_and_unknown_roles(cast):
     with pytest.raises(RuleViolation, match="already a member"):
-        member_add(workspace=cast.acme, user=cast.carol, role=Role.ADMIN, actor=None)
+        member_add(workspace=cast.acme, user=cast.carol, role=Role.ADMIN, actor=cast.alice)
     with pytest.raises(ValidationError):
-        member_add(workspace=cast.acme, user=cast.dave, role="superhero", actor=None)
+        member_add(workspace=cast.acme, user=cast.dave, role="superhero", actor=cast.alice)
     added = member_add(workspace=cast.acme, user=cast.dave, role=Role.ADMIN, actor=cast.alice)
     event = last_event(cast.acme)
     assert (event.action, event.actor_id, event.target_type, event.target_id, event.metadata) == (
@@ -313,6 +292,42 @@ def test_member_add_refuses_duplicates_and_unknown_roles(cast):
         str(added.pk),
         {"role": "admin"},
     )
+
+
+def test_member_add_enforces_the_actors_role_itself(cast):
+    erin = UserFactory(email="erin@example.com")
+    # An Admin may not add an Owner; a Member may add no one; an outsider neither.
+    with pytest.raises(RuleViolation, match="cannot add someone as Owner"):
+        member_add(workspace=cast.acme, user=erin, role=Role.OWNER, actor=cast.bob)
+    for actor in (cast.carol, cast.dave):
+        with pytest.raises(PermissionDenied):
+            member_add(workspace=cast.acme, user=erin, role=Role.MEMBER, actor=actor)
+    assert not Membership.objects.filter(user=erin).exists()
+    assert not AuditEvent.objects.filter(action=Action.MEMBER_ADDED).exists()
+    # What the Admin's role does allow: Admins and Members.
+    assert member_add(workspace=cast.acme, user=erin, role=Role.ADMIN, actor=cast.bob).role == Role.ADMIN
+
+
+def test_a_superuser_who_is_not_a_member_adds_as_owner(cast):
+    root = UserFactory(email="root@example.com", is_superuser=True, is_staff=True)
+    added = member_add(workspace=cast.acme, user=cast.dave, role=Role.OWNER, actor=root)
+    assert added.role == Role.OWNER and last_event(cast.acme).actor == root
+
+
+def test_nobody_joins_a_deleted_workspace(cast):
+    workspace_delete(access=cast.access(cast.alice))
+    with pytest.raises(RuleViolation, match="is deleted"):
+        member_add(workspace=Workspace.objects.get(pk=cast.acme.pk), user=cast.dave, role=Role.MEMBER, actor=cast.alice)
+    with pytest.raises(RuleViolation, match="is deleted"):
+        member_add_by_operator(workspace=Workspace.objects.get(pk=cast.acme.pk), user=cast.dave, role=Role.MEMBER)
+
+
+def test_an_operator_adds_any_role_with_no_actor_on_record(cast):
+    added = member_add_by_operator(workspace=cast.acme, user=cast.dave, role=Role.OWNER)
+    event = last_event(cast.acme)
+    assert (added.role, event.action, event.actor_id, event.actor_repr) == (Role.OWNER, Action.MEMBER_ADDED, None, "")
+    with pytest.raises(RuleViolation, match="already a member"):
+        member_add_by_operator(workspace=cast.acme, user=cast.dave, role=Role.MEMBER)
 
 
 @pytest.mark.django_db(transaction=True)

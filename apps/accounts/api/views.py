@@ -12,6 +12,7 @@ from apps.accounts import services
 from apps.accounts.api import serializers
 from apps.accounts.api.schema import ApiKeyAuthenticationScheme  # noqa: F401 - importing registers it
 from apps.accounts.models import ApiKey
+from apps.accounts.selectors import api_keys_of
 from apps.core.api import NewestFirstPagination
 
 TAGS = ["me"]
@@ -35,7 +36,7 @@ class _OwnKeysMixin:
     def get_queryset(self) -> QuerySet[ApiKey]:
         if getattr(self, "swagger_fake_view", False):
             return ApiKey.objects.none()
-        return ApiKey.objects.filter(user=self.request.user)
+        return api_keys_of(user=self.request.user)
 
 
 class ApiKeyListView(_OwnKeysMixin, generics.ListAPIView):

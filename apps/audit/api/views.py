@@ -15,9 +15,9 @@ from rest_framework.settings import APISettings
 
 from apps.audit import export
 from apps.audit.api import serializers
-from apps.audit.events import Action
+from apps.audit.export import ExportKind, ExportVia
 from apps.audit.models import AuditEvent, ChainedRecord, ToolCall
-from apps.audit.services import audit_event_record
+from apps.audit.services import audit_export_begin
 from apps.core.api import NewestFirstPagination
 from apps.core.http import client_ip
 from apps.rbac.roles import Capability
@@ -68,19 +68,19 @@ class _AuditListView(WorkspaceScopedMixin, generics.ListAPIView):
 
     def export(self, rows: QuerySet, fmt: str, request: Request) -> export.ExportResponse:
         workspace = self.access.workspace
-        kind = "events" if self.model is AuditEvent else "tool-calls"
         used = {
-            name: request.query_params[name] for name in self.filters_class().fields if name in request.query_params
+            name: request.query_params[name]
+            for name in self.filters_class().fields
+            if name in request.query_params and name != "format"
         }
-        used.pop("format", None)
         # Recorded before the first row is sent, so even an interrupted download is on record.
-        audit_event_record(
+        audit_export_begin(
             workspace=workspace,
             actor=request.user,
-            action=Action.AUDIT_EXPORTED,
-            target_type="audit",
-            target_repr=kind,
-            metadata={"kind": kind, "format": fmt, "filters": used},
+            kind=ExportKind.of(self.model),
+            fmt=fmt,
+            filters=used,
+            via=ExportVia.API,
             ip=client_ip(request),
         )
         # Chain order, so an auditor can re-verify the hashes offline.

@@ -12,7 +12,6 @@ from apps.core.errors import RuleViolation
 from apps.gateway.models import ToolPin, UpstreamServer
 from apps.gateway.services import parse_header, url_without_credentials
 from apps.rbac.roles import Role
-from apps.workspaces.models import Enforcement
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -27,8 +26,18 @@ class ServerSerializer(serializers.ModelSerializer):
     requested_by = serializers.EmailField(source="requested_by.email", read_only=True, allow_null=True)
     approved_by = serializers.EmailField(source="approved_by.email", read_only=True, allow_null=True)
     checking = serializers.BooleanField(
-        read_only=True, help_text="A check was asked for and has not finished yet: read the server again later."
+        read_only=True,
+        help_text="A check or an approval was asked for and has not finished yet: read the server again later.",
     )
+    check_kind = serializers.CharField(
+        read_only=True, help_text="What was last asked for: approve or health (empty: nothing yet)."
+    )
+    check_state = serializers.CharField(
+        read_only=True,
+        help_text="How it goes: queued, running, done or failed (check_error says why). The upstream's answer "
+        "is in health_ok and health_detail.",
+    )
+    check_requested_by = serializers.EmailField(source="check_requested_by.email", read_only=True, allow_null=True)
     offered_tools = serializers.JSONField(
         read_only=True,
         allow_null=True,
@@ -54,8 +63,14 @@ class ServerSerializer(serializers.ModelSerializer):
             "created_at",
             "approved_by",
             "approved_at",
-            "check_requested_at",
             "checking",
+            "check_kind",
+            "check_state",
+            "check_requested_at",
+            "check_requested_by",
+            "check_started_at",
+            "check_finished_at",
+            "check_error",
             "health_checked_at",
             "health_ok",
             "health_detail",
@@ -147,20 +162,6 @@ class AllowlistUpdateSerializer(serializers.Serializer):
         allow_empty=True,
         help_text="The member's whole allowlist: server:tool or server:* each, naming a server of the workspace "
         "and a tool it offers (as the upstream or as clients name it). An empty list removes every rule.",
-    )
-
-
-class PolicySerializer(serializers.Serializer):
-    """How the gateway enforces allowlists. On input each field is optional; all change or none."""
-
-    enforcement = serializers.ChoiceField(
-        choices=Enforcement.choices, help_text="off, shadow (record would-be blocks) or enforce."
-    )
-    deny_by_default = serializers.BooleanField(
-        help_text="Members without any allowlist rule may call nothing (otherwise: everything)."
-    )
-    rate_limit_per_minute = serializers.IntegerField(
-        min_value=1, help_text="Gateway requests per minute per client IP."
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -26,6 +25,7 @@ from apps.gateway.models import ToolPin, UpstreamServer
 from apps.rbac.roles import Capability
 from apps.workspaces import services as workspace_services
 from apps.workspaces.api.scoping import WorkspaceScopedMixin
+from apps.workspaces.api.serializers import GatewayPolicySerializer
 from apps.workspaces.models import Membership, Workspace
 
 TAGS = ["gateway"]
@@ -43,7 +43,7 @@ def _valid(serializer_class: type, request: Request, **kwargs: Any) -> dict:
 class _ServerMixin(WorkspaceScopedMixin):
     def server(self) -> UpstreamServer:
         return generics.get_object_or_404(
-            UpstreamServer.objects.select_related("workspace", "requested_by", "approved_by"),
+            UpstreamServer.objects.select_related("workspace", "requested_by", "approved_by", "check_requested_by"),
             workspace=self.access.workspace,
             pk=self.kwargs["pk"],
         )
@@ -61,7 +61,7 @@ class ServerListView(_ServerMixin, generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return UpstreamServer.objects.none()
         servers = UpstreamServer.objects.filter(workspace=self.access.workspace).select_related(
-            "requested_by", "approved_by"
+            "requested_by", "approved_by", "check_requested_by"
         )
         if not self.access.can(Capability.MANAGE_SERVERS):
             # As in the portal: Members see what they asked for, not the workspace's upstream URLs.
@@ -76,8 +76,9 @@ class ServerListView(_ServerMixin, generics.ListAPIView):
         tags=TAGS,
         summary="Add a server (Admins: approved at once) or request one (Members: waits for approval)",
         description=(
-            "An Owner or Admin adds the server approved and pins the definition of every tool it offers now "
-            "(status `approved`; `health_ok` says whether it answered). A Member's server is a request "
+            "An Owner or Admin adds the server approved: a task then pins the definition of every tool it offers "
+            "(`checking` until it has run; then status `approved`, and `health_ok` says whether it answered). "
+            "A Member's server is a request "
             "(status `requested`) that an Owner or Admin approves or rejects. `headers` are never returned."
         ),
         request=serializers.ServerCreateSerializer,
@@ -152,16 +153,17 @@ def _server_action(summary: str, description: str = "", code: int = 200) -> Any:
 class ServerApproveView(_ServerActionView):
     @_server_action(
         "Approve a requested server (Admins)",
-        "Pins the definition of every tool it offers now. If it does not answer it is approved without pins, "
-        "and each tool it later offers waits for approval as a new tool.",
+        "Queues the approval: a task asks the server for its tools, pins the definition of each, and approves "
+        "it (status `approved`; audited as server.approved). Until it has run, `checking` is true and "
+        "`check_kind` is `approve`: read the server again then. If it does not answer it is approved without "
+        "pins, and each tool it later offers waits for approval as a new tool. Asking again while it is "
+        "queued changes nothing; approving an approved server is refused.",
+        code=202,
     )
     def post(self, request: Request, slug: str, pk: int) -> Response:
-        server = self.server()
-        if server.status != UpstreamServer.Status.REQUESTED:
-            # Approving again would re-pin every tool as offered now, accepting pending and
-            # rejected definitions unseen: the portal offers Approve on requests only, so does this.
-            raise RuleViolation(f"Server {server.slug!r} is already approved; approve changed tools one by one.")
-        return self.respond(gateway_services.server_approve(access=self.access, server=server, ip=client_ip(request)))
+        # Queued, as in the portal: an upstream is never contacted inside a request.
+        server = gateway_services.server_approve(access=self.access, server=self.server(), ip=client_ip(request))
+        return self.respond(server, status.HTTP_202_ACCEPTED)
 
 
 class ServerRejectView(_ServerActionView):
@@ -202,7 +204,8 @@ class ServerHealthCheckView(_ServerActionView):
         "Check a server (Admins)",
         "Queues a check: it connects to the upstream, records whether it answered (`health_ok`, `health_detail`; "
         "a requested server's `offered_tools`), holds changed tools for approval, and is audited "
-        "(server.health_checked). `checking` is true until it has run: read the server again then.",
+        "(server.health_checked). `checking` is true until it has run: read the server again then "
+        "(`check_state` done, or failed with `check_error`). Asking again meanwhile queues nothing more.",
         code=202,
     )
     def post(self, request: Request, slug: str, pk: int) -> Response:
@@ -288,7 +291,7 @@ class AllowlistDetailView(_AllowlistMixin, generics.GenericAPIView):
 class PolicyView(WorkspaceScopedMixin, generics.GenericAPIView):
     """Enforcement mode, deny-by-default and the rate limit of the workspace's gateway."""
 
-    serializer_class = serializers.PolicySerializer
+    serializer_class = GatewayPolicySerializer
     queryset = Workspace.objects.none()
     required_capabilities = {"GET": Capability.MANAGE_ALLOWLISTS, "PATCH": Capability.MANAGE_ALLOWLISTS}
 
@@ -303,22 +306,14 @@ class PolicyView(WorkspaceScopedMixin, generics.GenericAPIView):
         tags=TAGS,
         summary="Change the enforcement policy (Admins)",
         description="Send any of the fields; if one is refused, none changes.",
-        request=serializers.PolicySerializer(partial=True),
-        responses={200: serializers.PolicySerializer},
+        request=GatewayPolicySerializer(partial=True),
+        responses={200: GatewayPolicySerializer},
     )
     def patch(self, request: Request, slug: str) -> Response:
-        data = _valid(serializers.PolicySerializer, request, partial=True)
-        access, ip = self.access, client_ip(request)
-        # One request, one outcome: all the settings change together or not at all.
-        with transaction.atomic():
-            if "enforcement" in data:
-                workspace_services.workspace_set_enforcement(access=access, mode=data["enforcement"], ip=ip)
-            if "deny_by_default" in data:
-                workspace_services.workspace_set_deny_by_default(access=access, deny=data["deny_by_default"], ip=ip)
-            if "rate_limit_per_minute" in data:
-                workspace_services.workspace_set_rate_limit(
-                    access=access, per_minute=data["rate_limit_per_minute"], ip=ip
-                )
+        data = _valid(GatewayPolicySerializer, request, partial=True)
+        workspace_services.workspace_set_policy(
+            access=self.access, policy=workspace_services.GatewayPolicy.pick(data), ip=client_ip(request)
+        )
         return self._respond()
 
 

@@ -17,6 +17,7 @@ from apps.rbac.roles import Capability
 from apps.tokens import services
 from apps.tokens.api import serializers
 from apps.tokens.models import GatewayToken
+from apps.tokens.selectors import tokens_visible_to
 from apps.workspaces.api.scoping import WorkspaceScopedMixin
 
 if TYPE_CHECKING:
@@ -36,10 +37,7 @@ class TokenListView(WorkspaceScopedMixin, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[GatewayToken]:
         if getattr(self, "swagger_fake_view", False):
             return GatewayToken.objects.none()
-        tokens = GatewayToken.objects.filter(workspace=self.access.workspace).select_related("user", "created_by")
-        if not self.access.can(Capability.MANAGE_TOKENS):
-            tokens = tokens.filter(user=self.request.user)
-        return tokens
+        return tokens_visible_to(access=self.access).select_related("user", "created_by")
 
     @extend_schema(tags=TAGS, summary="Gateway tokens: your own, or all of them for token managers")
     def get(self, request: Request, slug: str) -> Response:

@@ -36,11 +36,25 @@ class WorkspaceCreateSerializer(serializers.Serializer):
     plan = serializers.ChoiceField(choices=Plan.choices, default=Plan.TEAM)
 
 
-class WorkspaceUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False, help_text="Owners only.")
-    plan = serializers.ChoiceField(choices=Plan.choices, required=False, help_text="Owners only.")
-    enforcement = serializers.ChoiceField(choices=Enforcement.choices, required=False)
-    rate_limit_per_minute = serializers.IntegerField(min_value=1, required=False)
+class GatewayPolicySerializer(serializers.Serializer):
+    """The gateway policy (``services.GatewayPolicy``). On input each field is optional; all change or none."""
+
+    enforcement = serializers.ChoiceField(
+        choices=Enforcement.choices, help_text="off, shadow (record would-be blocks) or enforce."
+    )
+    deny_by_default = serializers.BooleanField(
+        help_text="Members without any allowlist rule may call nothing (otherwise: everything)."
+    )
+    rate_limit_per_minute = serializers.IntegerField(
+        min_value=1, help_text="Gateway requests per minute per client IP."
+    )
+
+
+class WorkspaceUpdateSerializer(GatewayPolicySerializer):
+    """Any of the fields; the policy ones need an Admin, name and plan an Owner."""
+
+    name = serializers.CharField(max_length=100, help_text="Owners only.")
+    plan = serializers.ChoiceField(choices=Plan.choices, help_text="Owners only.")
 
 
 class MemberSerializer(serializers.ModelSerializer):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from apps.core.api import NewestFirstPagination
 from apps.core.http import client_ip
 from apps.rbac.roles import Capability, Role
-from apps.workspaces import services
+from apps.workspaces import selectors, services
 from apps.workspaces.api import serializers
 from apps.workspaces.api.scoping import WorkspaceScopedMixin
 from apps.workspaces.models import Invitation, Membership, Workspace
@@ -30,9 +30,7 @@ class WorkspaceListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Workspace]:
         if getattr(self, "swagger_fake_view", False):
             return Workspace.objects.none()
-        user = self.request.user
-        role = Membership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1]
-        return Workspace.objects.visible_to(user).annotate(user_role=Subquery(role))
+        return selectors.workspaces_with_role(user=self.request.user)
 
     @extend_schema(tags=TAGS, summary="Workspaces you are a member of")
     def get(self, request: Request) -> Response:
@@ -69,21 +67,20 @@ class WorkspaceDetailView(WorkspaceScopedMixin, generics.GenericAPIView):
 
     @extend_schema(
         tags=TAGS,
-        summary="Change name, plan (Owners), enforcement or rate limit (Admins)",
-        request=serializers.WorkspaceUpdateSerializer,
+        summary="Change name, plan (Owners), or the gateway policy (Admins)",
+        request=serializers.WorkspaceUpdateSerializer(partial=True),
         responses={200: serializers.WorkspaceSerializer},
     )
     def patch(self, request: Request, slug: str) -> Response:
-        data = _valid(serializers.WorkspaceUpdateSerializer, request)
+        data = _valid(serializers.WorkspaceUpdateSerializer, request, partial=True)
         ip = client_ip(request)
+        policy = services.GatewayPolicy.pick(data)
         # One request, one outcome: if any part is refused, none of it is applied.
         with transaction.atomic():
             if "name" in data or "plan" in data:
                 services.workspace_update(access=self.access, name=data.get("name"), plan=data.get("plan"), ip=ip)
-            if "enforcement" in data:
-                services.workspace_set_enforcement(access=self.access, mode=data["enforcement"], ip=ip)
-            if "rate_limit_per_minute" in data:
-                services.workspace_set_rate_limit(access=self.access, per_minute=data["rate_limit_per_minute"], ip=ip)
+            if policy.given():
+                services.workspace_set_policy(access=self.access, policy=policy, ip=ip)
         return self._respond()
 
     @extend_schema(tags=TAGS, summary="Delete the workspace (Owners); revokes all its tokens", responses={204: None})
@@ -103,7 +100,7 @@ class MemberListView(WorkspaceScopedMixin, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Membership]:
         if getattr(self, "swagger_fake_view", False):
             return Membership.objects.none()
-        return Membership.objects.filter(workspace=self.access.workspace).select_related("user")
+        return selectors.memberships_by_email(workspace=self.access.workspace)
 
     @extend_schema(tags=TAGS, summary="Members of the workspace (Admins)")
     def get(self, request: Request, slug: str) -> Response:
@@ -192,7 +189,7 @@ class InvitationDetailView(WorkspaceScopedMixin, generics.GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _valid(serializer_class: type, request: Request) -> dict:
-    serializer = serializer_class(data=request.data)
+def _valid(serializer_class: type, request: Request, *, partial: bool = False) -> dict:
+    serializer = serializer_class(data=request.data, partial=partial)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

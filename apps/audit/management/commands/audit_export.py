@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 
 from apps.audit import export
-from apps.audit.events import Action
+from apps.audit.export import ExportKind, ExportVia
 from apps.audit.models import AuditEvent, ToolCall
-from apps.audit.services import audit_event_record
+from apps.audit.services import audit_export_begin
 from apps.workspaces.models import Workspace
 
+KINDS = {"events": ExportKind.EVENTS, "calls": ExportKind.TOOL_CALLS, "all": ExportKind.ALL}
 
-def parse_since(value: str):
+
+def parse_since(value: str) -> datetime:
     moment = parse_datetime(value)
     if moment is None:
         day = parse_date(value)
         if day is None:
             raise CommandError(f"--since takes an ISO date or date-time such as 2026-01-31 (got {value!r}).")
-        from datetime import datetime
-
         moment = datetime(day.year, day.month, day.day)
     return make_aware(moment) if moment.tzinfo is None else moment
 
@@ -32,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--format", choices=export.FORMATS, default="jsonl")
         parser.add_argument("--since", help="only rows at or after this ISO date/date-time")
-        parser.add_argument("--kind", choices=["events", "calls", "all"], default="all")
+        parser.add_argument("--kind", choices=list(KINDS), default="all")
 
     def handle(self, *args, slug: str, format: str, since: str | None, kind: str, **options):
         workspace = Workspace.objects.filter(slug=slug).first()
@@ -41,19 +43,20 @@ class Command(BaseCommand):
         if format == "csv" and kind == "all":
             raise CommandError("CSV holds one kind of row; add --kind events or --kind calls.")
         models = {"events": [AuditEvent], "calls": [ToolCall], "all": [AuditEvent, ToolCall]}[kind]
-        # Exports are themselves audited (before the rows stream, so the export names itself).
-        audit_event_record(
+        moment = parse_since(since) if since else None
+        # An operator at the shell: no acting user. Recorded before the rows stream, so the
+        # export names itself.
+        audit_export_begin(
             workspace=workspace,
             actor=None,
-            action=Action.AUDIT_EXPORTED,
-            target_type="workspace",
-            target_id=workspace.pk,
-            target_repr=workspace.slug,
-            metadata={"via": "manage.py audit_export", "format": format, "kind": kind, "since": since},
+            kind=KINDS[kind],
+            fmt=format,
+            filters={"since": since},
+            via=ExportVia.CLI,
         )
         for model in models:
             queryset = model.objects.filter(workspace=workspace).order_by("seq")
-            if since:
-                queryset = queryset.filter(created_at__gte=parse_since(since))
+            if moment is not None:
+                queryset = queryset.filter(created_at__gte=moment)
             for chunk in export.stream(queryset, format):
                 self.stdout.write(chunk, ending="")

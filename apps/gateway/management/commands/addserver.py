@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.errors import RuleViolation
-from apps.gateway.services import parse_header, server_add
+from apps.gateway.services import parse_header, server_add, server_check_run
 from apps.workspaces.management.cli import one_line, operator_access, workspace_active
 
 
@@ -69,5 +69,15 @@ class Command(BaseCommand):
             )
         except (ValidationError, RuleViolation) as exc:
             raise CommandError(one_line(exc)) from None
+        if server.checking:
+            # With a broker, the approval waits for a worker. A command may wait, and is in no
+            # transaction: carry it out here (claimed first, so the worker finds nothing left).
+            approved = server_check_run(server_id=server.pk)
+            if approved is None:
+                self.stdout.write(
+                    f"Added {workspace.slug}/{server.slug}; a worker is approving it (pinning its tools)."
+                )
+                return
+            server = approved
         state = "reachable" if server.health_ok else f"NOT reachable ({server.health_detail})"
         self.stdout.write(f"Added {workspace.slug}/{server.slug} ({state}); {server.pins.count()} tools pinned.")

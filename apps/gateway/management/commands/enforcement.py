@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from apps.workspaces.management.cli import operator_access, workspace_active
 from apps.workspaces.models import Enforcement
-from apps.workspaces.services import workspace_set_enforcement
+from apps.workspaces.services import GatewayPolicy, workspace_set_policy
 
 
 class Command(BaseCommand):
@@ -17,5 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("mode", choices=Enforcement.values)
 
     def handle(self, *args, slug: str, mode: str, **options) -> None:
-        workspace = workspace_set_enforcement(access=operator_access(workspace_active(slug)), mode=mode)
+        workspace = workspace_set_policy(
+            access=operator_access(workspace_active(slug)), policy=GatewayPolicy(enforcement=mode)
+        )
         self.stdout.write(f"{workspace.slug}: enforcement {workspace.enforcement}")

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.workspaces.management.cli import one_line, operator_access, workspace_active
-from apps.workspaces.services import workspace_set_rate_limit
+from apps.workspaces.services import GatewayPolicy, workspace_set_policy
 
 
 class Command(BaseCommand):
@@ -18,7 +18,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, slug: str, per_minute: int, **options) -> None:
         try:
-            workspace = workspace_set_rate_limit(access=operator_access(workspace_active(slug)), per_minute=per_minute)
+            workspace = workspace_set_policy(
+                access=operator_access(workspace_active(slug)), policy=GatewayPolicy(rate_limit_per_minute=per_minute)
+            )
         except ValidationError as exc:
             raise CommandError(one_line(exc)) from None
         self.stdout.write(f"{workspace.slug}: {workspace.rate_limit_per_minute} requests per minute per client IP")

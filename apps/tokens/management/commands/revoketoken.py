@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.errors import RuleViolation
-from apps.tokens.services import token_find, token_revoke
+from apps.tokens.selectors import token_find
+from apps.tokens.services import token_revoke
 from apps.workspaces.management.cli import operator_access, workspace_active
 
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from apps.core.errors import RuleViolation
 from apps.rbac.roles import Role
 from apps.workspaces.management.cli import NEW_ACCOUNT_NOTE, one_line, user_get_or_create, workspace_active
-from apps.workspaces.services import member_add
+from apps.workspaces.services import member_add_by_operator
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 user, created = user_get_or_create(email)
-                member_add(workspace=workspace, user=user, role=role, actor=None)
+                member_add_by_operator(workspace=workspace, user=user, role=role)
         except (ValidationError, RuleViolation) as exc:
             raise CommandError(one_line(exc)) from None
         self.stdout.write(f"Added {user.email} to {workspace.slug} as {Role(role).label}.")

@@ -32,7 +32,7 @@ from apps.tokens.models import GatewayToken
 from apps.tokens.services import token_create, token_revoke
 from apps.workspaces.management.cli import user_get_or_create
 from apps.workspaces.models import Enforcement, Membership, Workspace
-from apps.workspaces.services import member_add, workspace_create, workspace_set_enforcement
+from apps.workspaces.services import GatewayPolicy, member_add, workspace_create, workspace_set_policy
 
 DEMO_EMAIL = "demo@mcpnest.local"
 DEMO_SLUG = "demo"
@@ -118,7 +118,9 @@ class Command(BaseCommand):
             return workspace
         workspace = workspace_create(actor=demo, slug=DEMO_SLUG, name="Demo")
         # Shadow mode shows would-be blocks without breaking anyone: a good first setting to look at.
-        workspace_set_enforcement(access=access_for(user=demo, workspace=workspace), mode=Enforcement.SHADOW)
+        workspace_set_policy(
+            access=access_for(user=demo, workspace=workspace), policy=GatewayPolicy(enforcement=Enforcement.SHADOW)
+        )
         self.stdout.write(f"Created workspace '{DEMO_SLUG}'.")
         return workspace
 

@@ -1,4 +1,5 @@
-"""Talking to upstream MCP servers: one pooled HTTP client, one MCP session per upstream.
+"""Talking to upstream MCP servers: one pooled HTTP client, one MCP session per upstream
+(``UpstreamPool``, owned by the gateway; a one-off caller builds and closes its own).
 
 The gateway speaks to each upstream in the era it speaks:
 
@@ -12,24 +13,23 @@ sent upstream: only the server's own configured headers are.
 
 Whatever an upstream sends, a call ends in a result or an ``UpstreamError``: JSON that is
 not JSON-RPC, error objects of the wrong shape, streams that end without the reply and
-answers over MCPNEST_GATEWAY_MAX_RESPONSE_BYTES (reading stops there and the connection
+answers over ``Settings.max_response_bytes`` (reading stops there and the connection
 is closed) are all refusals that name the upstream, never an exception of another kind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from django.conf import settings
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
@@ -37,21 +37,33 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from apps.gateway.runtime.http1 import UpstreamTransport
-from apps.gateway.runtime.limits import BUSY, BUSY_STATUS, Busy, call_limits
+from relay.config import Era, Settings, UpstreamConfig
+from relay.http1 import UpstreamTransport
+from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
 
 logger = logging.getLogger(__name__)
 
 CLIENT_INFO = {"name": "mcpnest-gateway", "version": "1.0"}
+# What a 2025-era session with an upstream declares: the gateway relays these requests to
+# the calling client when that client declared them too, and refuses them for it otherwise.
+RELAYED_CLIENT_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
 NAME_BEARING = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
 # Requests in flight to all upstreams from one process. Far above the per-workspace and
 # per-upstream limits (runtime.limits), so those are what a busy tenant runs into.
 MAX_CONNECTIONS = 2000
+# 2025-era client sessions with an upstream session of their own, per gateway process
+# (least recently used closed first).
+MAX_CLIENT_SESSIONS = 2000
+WATCH_IDLE_SECONDS = 300.0  # a silent listen stream is opened again after this long
+MAX_RELAYED = 1000  # ids of requests relayed to the client, remembered per upstream session
 
 UPSTREAM_ERROR = -32000  # the gateway's JSON-RPC code for "the upstream failed"
 INT32 = range(-(2**31), 2**31)  # JSON-RPC codes are integers; clients hold them in 32 bits
 
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
+# Called with a request the upstream sends while answering a call (sampling, elicitation,
+# roots): relay it to the caller, or answer it (``Upstream.answer``). Never left unanswered.
+OnRequest = Callable[[dict[str, Any], "Upstream"], Awaitable[None]]
 
 
 class UpstreamError(Exception):
@@ -189,70 +201,85 @@ async def _read_capped(response: httpx2.Response, limit: int, slug: str) -> byte
     return b"".join(chunks)
 
 
-@dataclass(frozen=True)
-class UpstreamConfig:
-    """How to reach one upstream server, and how much of the gateway one caller's call may use.
+class UpstreamPool:
+    """The upstream side of one gateway (or of one one-off job: approving a server, the
+    portal's tool picker): its HTTP client, its MCP session per upstream, and the
+    concurrency slots of its callers. Bound to the event loop it is first used on (httpx2
+    clients and semaphores cannot cross loops); ``aclose()`` ends it."""
 
-    ``timeout_seconds`` and ``max_concurrency`` are the server's own settings; None means
-    the process-wide defaults (MCPNEST_GATEWAY_UPSTREAM_TIMEOUT and
-    MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY), read when used so a settings change applies.
-    """
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limits = CallLimits()
+        self._client: httpx2.AsyncClient | None = None
+        self._sessions: dict[tuple, Upstream] = {}
+        self._twins: OrderedDict[tuple, Upstream] = OrderedDict()  # per 2025-era client session, bounded
 
-    server_id: int
-    slug: str
-    url: str
-    headers: tuple[tuple[str, str], ...] = ()
-    timeout_seconds: float | None = None
-    max_concurrency: int | None = None
+    async def __aenter__(self) -> UpstreamPool:
+        return self
 
-    @property
-    def key(self) -> tuple:
-        # What identifies the connection: a new timeout or limit reuses the session.
-        return (self.server_id, self.url, self.headers)
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     @property
-    def timeout(self) -> float:
-        """Seconds a call may wait on this upstream (to connect, or for each read)."""
-        return self.timeout_seconds or settings.MCPNEST_GATEWAY_UPSTREAM_TIMEOUT
+    def client(self) -> httpx2.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100, keepalive_expiry=60)
+            self._client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(30.0, connect=5.0),
+                limits=limits,
+                # httpx2's default transport costs ~0.5 ms of CPU a call; see relay.http1.
+                # Waiting for a free connection is bounded like waiting for a tenant's slot.
+                transport=UpstreamTransport(limits=limits, pool_timeout=self.settings.queue_seconds),
+                follow_redirects=False,
+            )
+        return self._client
 
+    def get(self, config: UpstreamConfig) -> Upstream:
+        """The connection state for an upstream (new when its URL or headers change)."""
+        upstream = self._sessions.get(config.key)
+        if upstream is None:
+            upstream = self._sessions[config.key] = Upstream(config=config, pool=self)
+        elif upstream.config is not config:
+            upstream.config = config  # same connection; its timeout or limit may have changed
+        return upstream
 
-_clients: dict[int, httpx2.AsyncClient] = {}
+    async def for_caller(self, config: UpstreamConfig, *, session: str | None = None) -> Upstream:
+        """The connection a caller's call goes on: the upstream's own, but for a 2025-era
+        client session (``session``) with an upstream that speaks both eras, a 2025-era
+        upstream session of that client session's own (see ``Upstream.legacy_only``): what
+        the upstream sends on it unprompted (requests, resource updates) is that client's."""
+        upstream = self.get(config)
+        if session is None:
+            return upstream
+        await upstream.ensure_connected(min(upstream.timeout, 10.0))
+        if upstream.era is not Era.MODERN or upstream.legacy_refused:
+            return upstream
+        key = (*config.key, Era.LEGACY, session)
+        twin = self._twins.get(key)
+        if twin is None:
+            twin = self._twins[key] = Upstream(config=config, pool=self, legacy_only=True)
+            while len(self._twins) > MAX_CLIENT_SESSIONS:
+                self._twins.popitem(last=False)[1].close()
+        else:
+            self._twins.move_to_end(key)
+            if twin.config is not config:
+                twin.config = config
+        try:
+            await twin.ensure_connected(min(upstream.timeout, 10.0))
+        except UpstreamError as exc:
+            logger.info("upstream %s speaks 2026-07-28 only (%s): 2025-era callers use it too", config.slug, exc)
+            upstream.legacy_refused = True
+            return upstream
+        return twin
 
-
-def http_client() -> httpx2.AsyncClient:
-    """The pooled client of the running event loop (clients cannot cross loops)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(id(loop))
-    if client is None or client.is_closed:
-        limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100, keepalive_expiry=60)
-        client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(30.0, connect=5.0),
-            limits=limits,
-            # httpx2's default transport costs ~0.5 ms of CPU a call; see runtime.http1.
-            # Waiting for a free connection is bounded like waiting for a tenant's slot.
-            transport=UpstreamTransport(limits=limits, pool_timeout=settings.MCPNEST_GATEWAY_QUEUE_SECONDS),
-            follow_redirects=False,
-        )
-        _clients[id(loop)] = client
-    return client
-
-
-@contextlib.asynccontextmanager
-async def isolated() -> AsyncIterator[None]:
-    """For one-off work on a loop of its own (approving a server, the portal's tool picker):
-    on exit, close that loop's HTTP client and forget its upstream sessions, so nothing is
-    left behind and the gateway's own pooled connections are never touched."""
-    loop_id = id(asyncio.get_running_loop())
-    try:
-        yield
-    finally:
-        client = _clients.pop(loop_id, None)
-        if client is not None:
-            await client.aclose()
-        for key in [key for key in _upstreams if key[0] == loop_id]:
-            reader = getattr(_upstreams.pop(key), "_reader", None)
-            if reader is not None:
-                reader.cancel()
+    async def aclose(self) -> None:
+        for upstream in [*self._sessions.values(), *self._twins.values()]:
+            upstream.close()
+        self._sessions.clear()
+        self._twins.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 @dataclass
@@ -260,14 +287,23 @@ class Upstream:
     """One upstream server's connection state inside this gateway process."""
 
     config: UpstreamConfig
-    era: str | None = None  # "legacy" | "modern"
+    pool: UpstreamPool
+    era: Era | None = None
     ready: bool = False  # the era is settled (and, for legacy, the session open)
+    # A 2025-era session with an upstream that speaks both eras, for 2025-era callers: only
+    # there can it send them requests (sampling, elicitation) and resource updates.
+    legacy_only: bool = False
+    legacy_refused: bool = False  # a modern upstream that refused a 2025-era session
+    listener: asyncio.Task | None = None  # reads the session's GET stream (``listen``)
+    listening: asyncio.Event = field(default_factory=asyncio.Event)  # set once the GET stream is open
     protocol_version: str = LATEST_HANDSHAKE_VERSION
     session_id: str | None = None
     server_info: dict[str, Any] = field(default_factory=dict)
     capabilities: dict[str, Any] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _answering: set = field(default_factory=set)
+    _relayed: OrderedDict = field(default_factory=OrderedDict)  # our request id -> the client's
 
     # --- wire ---------------------------------------------------------------
 
@@ -277,6 +313,18 @@ class Upstream:
 
     def _fail(self, detail: str, **kwargs: Any) -> UpstreamError:
         return failure(self.config.slug, detail, **kwargs)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a call may wait on this upstream (to connect, or for each read)."""
+        return self.config.timeout_seconds or self.pool.settings.upstream_timeout
+
+    def close(self) -> None:
+        """Forget the session (and stop reading its streams)."""
+        for task in (getattr(self, "_reader", None), self.listener):
+            if task is not None:
+                task.cancel()
+        self.ready = False
 
     def _timed_out(self) -> UpstreamError:
         return self._fail("timed out", status=504, timeout=True)
@@ -291,14 +339,14 @@ class Upstream:
     def _headers(self, method: str | None, params: dict | None) -> dict[str, str]:
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         headers.update(self.config.headers)
-        if self.era == "modern":
+        if self.era is Era.MODERN:
             headers["mcp-protocol-version"] = self.protocol_version
             if method:
                 headers["mcp-method"] = method
                 name_key = NAME_BEARING.get(method)
                 if name_key and params and isinstance(params.get(name_key), str):
                     headers["mcp-name"] = params[name_key]
-        elif self.era == "legacy":
+        elif self.era is Era.LEGACY:
             headers["mcp-protocol-version"] = self.protocol_version
             if self.session_id:
                 headers["mcp-session-id"] = self.session_id
@@ -307,7 +355,7 @@ class Upstream:
     async def _send(self, method: str, url: httpx2.URL, **options: Any) -> httpx2.Response:
         """Send one request and return the streaming response; transport failures become
         UpstreamErrors that name this upstream."""
-        client = http_client()
+        client = self.pool.client
         try:
             return await client.send(client.build_request(method, url, **options), stream=True)
         except httpx2.PoolTimeout as exc:
@@ -318,7 +366,12 @@ class Upstream:
             raise self._fail(f"is unreachable ({type(exc).__name__})") from None
 
     async def _post(
-        self, message: dict[str, Any], *, timeout: float, notify: Notify | None = None
+        self,
+        message: dict[str, Any],
+        *,
+        timeout: float,
+        notify: Notify | None = None,
+        on_request: OnRequest | None = None,
     ) -> tuple[int, dict[str, Any] | None, httpx2.Headers]:
         """POST one message; return (HTTP status, the JSON-RPC reply or None, headers)."""
         response = await self._send(
@@ -328,7 +381,7 @@ class Upstream:
             headers=self._headers(message.get("method"), message.get("params")),
             timeout=timeout,
         )
-        limit = settings.MCPNEST_GATEWAY_MAX_RESPONSE_BYTES
+        limit = self.pool.settings.max_response_bytes
         try:
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type == "text/event-stream":
@@ -348,8 +401,10 @@ class Upstream:
                         if data.get("id") == message.get("id"):
                             reply = data
                             break
-                    elif notify is not None and "method" in data and "id" not in data:
-                        await notify(data)
+                    elif "method" in data and "id" in data:
+                        await self._server_request(data, on_request)
+                    elif notify is not None and "method" in data:
+                        await notify(self.outgoing(data))
                 if reply is None and "id" in message and response.status_code < 300:
                     raise self._fail(f"ended its event stream without answering (HTTP {response.status_code})")
                 return response.status_code, reply, response.headers
@@ -369,6 +424,168 @@ class Upstream:
         finally:
             await response.aclose()  # unread data left: the connection is closed, not reused
 
+    # --- requests from the upstream -------------------------------------------------------
+
+    async def _server_request(self, request: dict[str, Any], on_request: OnRequest | None) -> None:
+        if request.get("method") == "ping":
+            await self.answer(request.get("id"), result={})
+        elif on_request is None:
+            await self.answer(
+                request.get("id"),
+                error={"code": -32601, "message": f"{request.get('method')} cannot reach the client of this call."},
+            )
+        else:
+            await on_request(request, self)
+
+    def relayed_as(self, request_id: Any, client_id: str) -> None:
+        """Remember the id under which one of our requests went to the client (bounded)."""
+        if isinstance(request_id, str | int):
+            self._relayed[request_id] = client_id
+            while len(self._relayed) > MAX_RELAYED:
+                self._relayed.popitem(last=False)
+
+    def outgoing(self, notification: dict[str, Any]) -> dict[str, Any]:
+        """A notification on its way to the client: one that cancels a request of ours the
+        client got under another id names that id."""
+        if notification.get("method") == "notifications/cancelled":
+            params = _object(notification.get("params"))
+            request_id = params.get("requestId")
+            if isinstance(request_id, str | int) and request_id in self._relayed:
+                return {**notification, "params": {**params, "requestId": self._relayed[request_id]}}
+        return notification
+
+    def _in_background(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._answering.add(task)  # the loop holds tasks only weakly
+        task.add_done_callback(self._answering.discard)
+
+    async def send(
+        self, notification: dict[str, Any], *, session_id: str | None = None, protocol_version: str | None = None
+    ) -> None:
+        """Send a notification (``method``, ``params``) on a 2025-era session: this one's or
+        ``session_id`` (see ``answer``). Failures are logged, never raised."""
+        await self._deliver({"jsonrpc": "2.0", **notification}, session_id, protocol_version)
+
+    async def answer(
+        self,
+        request_id: Any,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        protocol_version: str | None = None,
+    ) -> None:
+        """Answer a request the upstream sent us on a 2025-era session: this one's, or
+        ``session_id`` (the session the request came on, when its answer reaches another
+        gateway process)."""
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+        if error is not None:
+            reply["error"] = error
+        else:
+            reply["result"] = result or {}
+        await self._deliver(reply, session_id, protocol_version)
+
+    async def _deliver(self, message: dict[str, Any], session_id: str | None, protocol_version: str | None) -> None:
+        if self.era is Era.SSE:
+            try:
+                await self._sse_send(message, self.timeout)
+            except UpstreamError as exc:
+                logger.warning("a message to upstream %s was not delivered: %s", self.config.slug, exc)
+            return
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        headers.update(self.config.headers)
+        headers["mcp-protocol-version"] = protocol_version or self.protocol_version
+        session = session_id or self.session_id
+        if session:
+            headers["mcp-session-id"] = session
+        try:
+            response = await self._send(
+                "POST",
+                self._url,
+                content=json.dumps(message, separators=(",", ":")),
+                headers=headers,
+                timeout=self.timeout,
+            )
+            await response.aclose()
+        except UpstreamError as exc:
+            # An unanswered request of the upstream's ends with its own timeout; nothing else to do.
+            logger.warning("a message to upstream %s was not delivered: %s", self.config.slug, exc)
+
+    async def listen(self, on_message: Notify, on_request: OnRequest | None = None) -> None:
+        """Read this 2025-era session's GET stream (what the upstream sends unprompted:
+        resource updates, list changes) until cancelled; reconnect after a failure."""
+        backoff = 1.0
+        while True:
+            try:
+                await self.ensure_connected(min(self.timeout, 10.0))
+                headers = self._headers(None, None)
+                headers["accept"] = "text/event-stream"
+                request = self.pool.client.build_request(
+                    "GET", self._url, headers=headers, timeout=httpx2.Timeout(self.timeout, read=None)
+                )
+                response = await self.pool.client.send(request, stream=True)
+                try:
+                    if response.status_code != 200:
+                        self.listening.set()  # nothing to wait for
+                        return  # the upstream offers no GET stream (405): nothing to read
+                    self.listening.set()
+                    backoff = 1.0
+                    async for event in httpx2.EventSource(
+                        response, max_event_size=self.pool.settings.max_response_bytes
+                    ):
+                        data = _json_object(event.data) if event.data else None
+                        if data is None or "method" not in data:
+                            continue
+                        if "id" in data:
+                            await self._server_request(data, on_request)
+                        else:
+                            await on_message(self.outgoing(data))
+                finally:
+                    await response.aclose()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the stream broke: the upstream restarts, the network fails
+                logger.info("the GET stream of upstream %s ended (%s); reconnecting", self.config.slug, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def watch(self, on_message: Notify, uris: list[str]) -> None:
+        """Hold a 2026-07-28 upstream's subscriptions/listen stream open (list changes, and
+        updates of ``uris``) until cancelled; open it again when it ends or fails."""
+        wanted = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
+        if uris:
+            wanted["resourceSubscriptions"] = uris
+
+        async def relay(message: dict[str, Any]) -> None:
+            if message.get("method") == "notifications/subscriptions/acknowledged":
+                self.listening.set()  # the upstream listens: what changes from now on reaches us
+            else:
+                await on_message(message)
+
+        backoff = 1.0
+        while True:
+            self.listening.clear()
+            try:
+                # The stream's answer comes only when the upstream ends it; until then every
+                # frame is a notification (the acknowledgement first).
+                reply = await self.request(
+                    "subscriptions/listen", {"notifications": wanted}, timeout=WATCH_IDLE_SECONDS, notify=relay
+                )
+                if "error" in reply:  # it offers no listen stream: nothing to watch
+                    self.listening.set()
+                    logger.info("upstream %s refused subscriptions/listen: %s", self.config.slug, reply["error"])
+                    return
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except UpstreamError as exc:
+                if exc.timeout:
+                    backoff = 1.0  # quiet for a while: listen again
+                else:
+                    logger.info("the listen stream of upstream %s ended (%s); listening again", self.config.slug, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
     # --- era and session ------------------------------------------------------
 
     def _modern_meta(self) -> dict[str, Any]:
@@ -379,8 +596,11 @@ class Upstream:
         }
 
     async def _connect(self, timeout: float) -> None:
+        if self.legacy_only:
+            await self._initialize(timeout)
+            return
         # Probe the modern era first; anything but a usable discover result means legacy.
-        self.era, self.session_id = "modern", None
+        self.era, self.session_id = Era.MODERN, None
         self.protocol_version = MODERN_PROTOCOL_VERSIONS[-1]
         probe = {
             "jsonrpc": "2.0",
@@ -405,19 +625,23 @@ class Upstream:
         await self._initialize(timeout)
 
     async def _initialize(self, timeout: float) -> None:
-        self.era, self.session_id = "legacy", None
+        self.era, self.session_id = Era.LEGACY, None
         self.protocol_version = LATEST_HANDSHAKE_VERSION
         message = {
             "jsonrpc": "2.0",
             "id": next(self._ids),
             "method": "initialize",
-            "params": {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO},
+            "params": {
+                "protocolVersion": LATEST_HANDSHAKE_VERSION,
+                "capabilities": RELAYED_CLIENT_CAPABILITIES,
+                "clientInfo": CLIENT_INFO,
+            },
         }
         self.era = None  # no version/session headers on initialize
         try:
             status, reply, headers = await self._post(message, timeout=timeout)
         finally:
-            self.era = "legacy"
+            self.era = Era.LEGACY
         result = (reply or {}).get("result")
         if status in (400, 404, 405) and reply is None:
             # Not a Streamable HTTP endpoint: try the 2024-11-05 HTTP+SSE transport.
@@ -443,7 +667,7 @@ class Upstream:
     # to its request by id (and progress notifications by progress token).
 
     async def _connect_sse(self, timeout: float) -> None:
-        client = http_client()
+        client = self.pool.client
         headers = {"accept": "text/event-stream", **dict(self.config.headers)}
         try:
             request = client.build_request(
@@ -462,7 +686,7 @@ class Upstream:
                 "speaks neither Streamable HTTP nor HTTP+SSE "
                 f"(GET answered {response.status_code} {content_type or 'without a content type'})"
             )
-        events = aiter(httpx2.EventSource(response, max_event_size=settings.MCPNEST_GATEWAY_MAX_RESPONSE_BYTES))
+        events = aiter(httpx2.EventSource(response, max_event_size=self.pool.settings.max_response_bytes))
         try:
             first = await asyncio.wait_for(anext(events), timeout)
         except (TimeoutError, StopAsyncIteration, httpx2.HTTPError):
@@ -479,7 +703,7 @@ class Upstream:
             await response.aclose()
             self.era = None
             raise self._fail("sent an endpoint event that is not a URL") from None
-        self.era, self.session_id = "sse", None
+        self.era, self.session_id = Era.SSE, None
         self._endpoint = endpoint
         self._pending: dict[Any, asyncio.Future] = {}
         self._progress: dict[Any, Notify] = {}
@@ -515,13 +739,17 @@ class Upstream:
                     future = self._pending.pop(message_id, None)
                     if future is not None and not future.done():
                         future.set_result(data)
+                elif "method" in data and isinstance(message_id, str | int):
+                    # A request on the shared stream names no call of ours: refuse it, so
+                    # the upstream does not wait for an answer that never comes.
+                    self._in_background(self._server_request(data, None))
                 elif data.get("method") == "notifications/progress":
                     token = _object(data.get("params")).get("progressToken")
                     notify = self._progress.get(token) if isinstance(token, str | int) else None
                     if notify is not None:
                         await notify(data)
         except httpx2.SSEError:
-            closed = _too_large(self.config.slug, settings.MCPNEST_GATEWAY_MAX_RESPONSE_BYTES)
+            closed = _too_large(self.config.slug, self.pool.settings.max_response_bytes)
         except (httpx2.HTTPError, asyncio.CancelledError):
             pass
         except Exception:
@@ -546,7 +774,7 @@ class Upstream:
         try:
             # The answer comes on the stream; this body ("Accepted") is read only to keep
             # the connection, and never past the response limit.
-            await _read_capped(response, settings.MCPNEST_GATEWAY_MAX_RESPONSE_BYTES, self.config.slug)
+            await _read_capped(response, self.pool.settings.max_response_bytes, self.config.slug)
         except httpx2.TimeoutException:
             raise self._timed_out() from None
         except httpx2.HTTPError as exc:
@@ -598,32 +826,39 @@ class Upstream:
         workspace_id: int,
         workspace_slug: str,
         notify: Notify | None = None,
+        on_request: OnRequest | None = None,
     ) -> dict[str, Any]:
         """A caller's request: it takes a slot of this upstream's and of the workspace's
         (``runtime.limits``; busy past MCPNEST_GATEWAY_QUEUE_SECONDS), waits at most the
         upstream's timeout, and returns the reply's result. Raises ``UpstreamError``
         (``UpstreamRefused`` for the upstream's own JSON-RPC error), nothing else."""
-        limits = call_limits()
+        limits = self.pool.limits
         try:
-            held = await limits.acquire(workspace_id, workspace_slug, self.config)
+            held = await limits.acquire(workspace_id, workspace_slug, self.config, self.pool.settings)
         except Busy as exc:
             raise UpstreamError(str(exc), code=BUSY, status=BUSY_STATUS) from None
         try:
-            reply = await self.request(method, params, timeout=self.config.timeout, notify=notify)
+            reply = await self.request(method, params, timeout=self.timeout, notify=notify, on_request=on_request)
         finally:
             limits.release(held)
         return result_of(self.config.slug, reply)
 
     async def request(
-        self, method: str, params: dict[str, Any] | None = None, *, timeout: float = 30.0, notify: Notify | None = None
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float = 30.0,
+        notify: Notify | None = None,
+        on_request: OnRequest | None = None,
     ) -> dict[str, Any]:
         """Send one request; return the upstream's JSON-RPC reply (``result`` or ``error``)."""
         await self.ensure_connected(min(timeout, 10.0))
-        if self.era == "sse":
+        if self.era is Era.SSE:
             return await self._sse_request(method, params, timeout=timeout, notify=notify)
         for attempt in range(2):
             params_out = dict(params or {})
-            if self.era == "modern":
+            if self.era is Era.MODERN:
                 meta = dict(params_out.get("_meta") or {})
                 meta.update(self._modern_meta())
                 params_out["_meta"] = meta
@@ -631,8 +866,15 @@ class Upstream:
             if params_out:
                 message["params"] = params_out
             stale_session = self.session_id
-            status, reply, _ = await self._post(message, timeout=timeout, notify=notify)
-            if status == 404 and self.era == "legacy" and attempt == 0:
+            try:
+                status, reply, _ = await self._post(message, timeout=timeout, notify=notify, on_request=on_request)
+            except asyncio.CancelledError:
+                if self.era is Era.LEGACY:
+                    # A 2025 upstream may go on working after its stream closes: tell it.
+                    self._in_background(self.send({"method": "notifications/cancelled", "params": {
+                        "requestId": message["id"], "reason": "The client cancelled the call."}}))  # fmt: skip
+                raise
+            if status == 404 and self.era is Era.LEGACY and attempt == 0:
                 # The upstream forgot our session (restart): handshake again, once.
                 async with self._lock:
                     if self.session_id == stale_session:
@@ -661,17 +903,3 @@ class Upstream:
             if not cursor or not isinstance(cursor, str):
                 break
         return items
-
-
-_upstreams: dict[tuple, Upstream] = {}
-
-
-def upstream_for(config: UpstreamConfig) -> Upstream:
-    """The process-wide connection state for an upstream (new when its URL or headers change)."""
-    loop_key = (id(asyncio.get_running_loop()), *config.key)
-    upstream = _upstreams.get(loop_key)
-    if upstream is None:
-        upstream = _upstreams[loop_key] = Upstream(config=config)
-    elif upstream.config is not config:
-        upstream.config = config  # same connection; its timeout or limit may have changed
-    return upstream

@@ -1,11 +1,13 @@
 """The gateway's HTTP/1.1 transport to upstreams: framing, keep-alive and failures, against
-a scripted asyncio server (each test says exactly which bytes the server sends)."""
+a scripted asyncio server (each test says exactly which bytes the server sends); and the
+environment's proxies, through a real forward proxy. (Its parser against h11: test_http1_h11.)"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import ipaddress
+import json
 import ssl
 
 import httpx2
@@ -15,7 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from apps.gateway.runtime.http1 import UpstreamTransport
+from relay.http1 import UpstreamTransport
+from tests.gateway.upstream import build_server, running
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with running(build_server("fixture")) as server:
+        yield server
 
 
 def json_response(body: bytes, *extra: bytes) -> bytes:
@@ -182,7 +191,9 @@ async def test_real_mcp_upstream(upstream):
     assert '"serverInfo"' in text
 
 
-async def test_https_with_a_verified_certificate(tmp_path):
+def tls_contexts(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a client context
+    that trusts it."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
@@ -204,7 +215,11 @@ async def test_https_with_a_verified_certificate(tmp_path):
     )
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    return server_context, ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+
+async def test_https_with_a_verified_certificate(tmp_path):
+    server_context, trusting = tls_contexts(tmp_path)
 
     async def serve(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
@@ -223,3 +238,201 @@ async def test_https_with_a_verified_certificate(tmp_path):
                 await http.post(url, content=b"{}")
     finally:
         server.close()
+
+
+# --- proxies from the environment ---------------------------------------------------------
+
+
+class LocalServer:
+    """A TCP server on 127.0.0.1 for the length of an ``async with``; ``_serve`` answers."""
+
+    ssl_context: ssl.SSLContext | None = None
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class Upstream(LocalServer):
+    """A plain HTTP/1.1 server (optionally TLS) answering every request with JSON naming it."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
+        self.requests: list[bytes] = []
+
+    async def __aenter__(self) -> Upstream:
+        await super().__aenter__()
+        self.url = f"{'https' if self.ssl_context else 'http'}://{self.address}/mcp"
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(content_length(head))
+                self.requests.append(head)
+                body = json.dumps({"n": len(self.requests), "line": head.split(b"\r\n")[0].decode()}).encode()
+                writer.write(json_response(body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def content_length(head: bytes) -> int:
+    lines = head.lower().split(b"\r\n")
+    return next((int(line[15:]) for line in lines if line.startswith(b"content-length:")), 0)
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+class ForwardProxy(LocalServer):
+    """A forward proxy: absolute-form requests (``POST http://host:port/path HTTP/1.1``) are
+    forwarded, each over a new upstream connection, and the answer relayed on a kept-alive
+    client connection; ``CONNECT host:port`` opens a tunnel. It records what it forwards."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.tunnels: list[str] = []
+
+    async def __aenter__(self) -> ForwardProxy:
+        await super().__aenter__()
+        self.url = f"http://{self.address}"
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *lines = head[:-4].split(b"\r\n")
+                method, target, _ = request_line.decode().split(" ")
+                if method == "CONNECT":
+                    self.tunnels.append(target)
+                    host, port = target.rsplit(":", 1)
+                    upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+                    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+                    return
+                body = await reader.readexactly(content_length(head))
+                url = httpx2.URL(target)  # absolute-form, as a client speaks to a proxy
+                self.requests.append((method, target))
+                upstream_reader, upstream_writer = await asyncio.open_connection(url.host, url.port)
+                kept = [line for line in lines if not line.lower().startswith((b"connection:", b"proxy-"))]
+                upstream_writer.write(
+                    b"%s %s HTTP/1.1\r\n" % (method.encode(), url.raw_path)
+                    + b"".join(line + b"\r\n" for line in [*kept, b"connection: close"])
+                    + b"\r\n"
+                    + body
+                )
+                upstream_head = await upstream_reader.readuntil(b"\r\n\r\n")
+                upstream_body = await upstream_reader.readexactly(content_length(upstream_head))
+                upstream_writer.close()
+                writer.write(upstream_head + upstream_body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Sets proxy variables, after clearing any (either case) the process had."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+    def set_variables(variables: dict[str, str]) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
+PROXY = "{proxy}"
+
+
+def variables_id(variables: dict[str, str]) -> str:
+    return ",".join(name if value == PROXY else f"{name}={value}" for name, value in variables.items()) or "none"
+
+
+@pytest.mark.parametrize(
+    ("variables", "proxied"),
+    [
+        ({}, False),
+        ({"HTTP_PROXY": PROXY}, True),
+        ({"http_proxy": PROXY}, True),
+        ({"HTTP_PROXY": "{address}"}, True),  # no scheme: http:// is assumed
+        ({"ALL_PROXY": PROXY}, True),
+        ({"all_proxy": PROXY}, True),
+        ({"HTTPS_PROXY": PROXY}, False),  # for https:// URLs only
+        ({"HTTP_PROXY": PROXY, "NO_PROXY": "127.0.0.1"}, False),
+        ({"HTTP_PROXY": PROXY, "no_proxy": "example.com, 127.0.0.0/8"}, False),
+        ({"ALL_PROXY": PROXY, "NO_PROXY": "*"}, False),
+        ({"HTTP_PROXY": PROXY, "NO_PROXY": "example.com,10.0.0.0/8"}, True),
+    ],
+    ids=lambda value: ("proxied" if value else "direct") if isinstance(value, bool) else variables_id(value),
+)
+async def test_the_environment_s_proxy_carries_the_requests_it_covers(environment, variables, proxied):
+    async with ForwardProxy() as proxy, Upstream() as upstream:
+        environment({name: value.format(proxy=proxy.url, address=proxy.address) for name, value in variables.items()})
+        async with client() as http:  # built after the environment is set: it is read then
+            answers = [(await http.post(upstream.url, content=b'{"x":1}')).json() for _ in range(2)]
+    assert [answer["n"] for answer in answers] == [1, 2]
+    assert all(answer["line"] == "POST /mcp HTTP/1.1" for answer in answers)
+    assert proxy.requests == ([("POST", upstream.url)] * 2 if proxied else [])
+
+
+async def test_trust_env_false_ignores_the_environment(environment):
+    async with ForwardProxy() as proxy, Upstream() as upstream:
+        environment({"HTTP_PROXY": proxy.url})
+        limits = httpx2.Limits(max_connections=2, max_keepalive_connections=2, keepalive_expiry=60)
+        async with httpx2.AsyncClient(transport=UpstreamTransport(limits=limits, trust_env=False)) as http:
+            assert (await http.post(upstream.url, content=b"{}")).status_code == 200
+    assert proxy.requests == [] and len(upstream.requests) == 1
+
+
+async def test_https_goes_through_a_connect_tunnel_with_the_transport_s_verification(environment, tmp_path):
+    server_context, trusting = tls_contexts(tmp_path)
+    async with ForwardProxy() as proxy, Upstream(server_context) as upstream:
+        environment({"HTTPS_PROXY": proxy.url})
+        limits = httpx2.Limits(max_connections=2, max_keepalive_connections=2, keepalive_expiry=60)
+        async with httpx2.AsyncClient(transport=UpstreamTransport(limits=limits, verify=trusting)) as http:
+            assert (await http.post(upstream.url, content=b"{}")).json()["n"] == 1
+        async with httpx2.AsyncClient(transport=UpstreamTransport(limits=limits)) as http:
+            with pytest.raises(httpx2.ConnectError):  # self-signed: not trusted by default, proxied or not
+                await http.post(upstream.url, content=b"{}")
+    assert proxy.tunnels == [f"127.0.0.1:{upstream.port}"] * 2 and proxy.requests == []
+
+
+async def test_proxied_requests_count_against_the_in_flight_limit(environment):
+    async with ForwardProxy() as proxy, Upstream() as upstream:
+        environment({"HTTP_PROXY": proxy.url})
+        async with client(max_connections=1) as http:
+            async with http.stream("POST", upstream.url, content=b"{}"):
+                with pytest.raises(httpx2.PoolTimeout):
+                    await http.post(upstream.url, content=b"{}", timeout=0.05)
+            # The streamed response is closed: its slot is free again.
+            assert (await http.post(upstream.url, content=b"{}")).status_code == 200
+    assert len(proxy.requests) == 2

@@ -10,14 +10,14 @@ So:
   process to start on the same spool directory (or a sibling already running, within
   ``ADOPT_EVERY`` seconds) adopts the dead process's segment files and replays them;
 * a database outage loses nothing: the thread retries with back-off while rows wait on
-  disk (bounded by ``MCPNEST_SPOOL_MAX_BYTES``; beyond it the gateway refuses calls with
+  disk (bounded by ``Settings.spool_max_bytes``; beyond it the gateway refuses calls with
   503 instead of answering calls it could not record), then writes them in order;
 * replay is idempotent: every row carries a random ``record_id`` and the audit service
   skips ids already written, so a crash between the database commit and the thread
   moving on writes no duplicate.
 
-Segment files live in ``MCPNEST_SPOOL_DIR/<database id>/`` (the id names the database,
-so a directory shared by mistake never sends rows to the wrong one). Each is locked with
+Segment files live in ``Settings.spool_dir/<Hooks.spool_name>/`` (the name is the
+database's, so a directory shared by mistake never sends rows to the wrong one). Each is locked with
 ``flock`` by the process that writes it; a segment whose lock is free belongs to a dead
 process. A host crash (power loss) can lose what the kernel had not written to disk yet:
 the spool protects against process failures, not machine failures.
@@ -29,9 +29,7 @@ ones, and a row still lands within a second. ``flush()`` wakes it at once.
 
 from __future__ import annotations
 
-import atexit
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -39,14 +37,11 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from django.conf import settings
-from django.db import close_old_connections, connections
-from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +55,6 @@ MAX_BACKOFF = 5.0
 
 class SpoolError(Exception):
     """The spool cannot take a row (full, or the disk refused the write)."""
-
-
-def database_id() -> str:
-    """A short name for the database the audit rows belong to."""
-    db = connections["default"].settings_dict
-    identity = f"{db['ENGINE']}|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{db['NAME']}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -92,7 +80,22 @@ def _lines(data: bytes) -> list[dict[str, Any]]:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    """One process's spool and the thread that replays it. ``write(rows)`` puts rows on
+    record for good (raising if the database fails); ``touch({token id: when})`` notes
+    token use. Both run on the recorder's thread only."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        max_bytes: int,
+        write: Callable[[list[dict[str, Any]]], None],
+        touch: Callable[[dict[int, datetime]], None],
+    ) -> None:
+        self._root = directory
+        self.max_bytes = max_bytes
+        self._write_rows = write
+        self._touch_rows = touch
         self._lock = threading.Lock()  # guards the segments and counters
         self._segments: deque[_Segment] = deque()
         self._directory: Path | None = None
@@ -114,7 +117,7 @@ class Recorder:
         return self._written - self._committed
 
     def has_room(self) -> bool:
-        return self.pending_bytes < settings.MCPNEST_SPOOL_MAX_BYTES
+        return self.pending_bytes < self.max_bytes
 
     def touch(self, token_id: int) -> None:
         """Note that a token was used; written with the next batch, at most once a minute per
@@ -127,7 +130,7 @@ class Recorder:
             self._touched.clear()  # bounded; a token seen again is written again, once
         self._touched[token_id] = now
         with self._lock:
-            self._touches[token_id] = timezone.now()
+            self._touches[token_id] = datetime.now(UTC)
         self._ensure_thread()
 
     def forget_uses(self) -> None:
@@ -141,7 +144,7 @@ class Recorder:
             if not self.has_room():
                 raise SpoolError(
                     f"the audit spool holds {self.pending_bytes} bytes not yet in the database "
-                    "(MCPNEST_SPOOL_MAX_BYTES); refusing calls until the database catches up"
+                    "(its limit, MCPNEST_SPOOL_MAX_BYTES); refusing calls until the database catches up"
                 )
             segment = self._current_segment()
             try:
@@ -168,7 +171,7 @@ class Recorder:
 
     def _spool_directory(self) -> Path:
         if self._directory is None:
-            directory = Path(settings.MCPNEST_SPOOL_DIR) / database_id()
+            directory = self._root
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._directory = directory
         return self._directory
@@ -190,18 +193,14 @@ class Recorder:
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:
         """Write rows to the audit chain; False if the database is not answering."""
-        from apps.audit.services import tool_calls_record
-
         try:
-            tool_calls_record(rows)
+            self._write_rows(rows)
             return True
         except Exception as exc:
             # The audit service writes or quarantines every row it can; what reaches us is the
             # database itself failing. Nothing is lost: the rows stay in the spool.
             logger.warning("audit database unavailable (%s); %d rows wait in the spool", type(exc).__name__, len(rows))
             return False
-        finally:
-            close_old_connections()
 
     def _replay_own(self) -> int | None:
         """One batch from our own segments: rows written, or None if the database failed."""
@@ -258,17 +257,13 @@ class Recorder:
         return True
 
     def _touch_tokens(self) -> None:
-        from apps.tokens.models import GatewayToken
-
         with self._lock:
             touches = dict(self._touches)
         try:
-            for token_id, used_at in touches.items():
-                GatewayToken.objects.filter(pk=token_id).update(last_used_at=used_at)
+            self._touch_rows(touches)
         except Exception:
             logger.warning("could not record when %d tokens were last used", len(touches))
         finally:
-            close_old_connections()
             # Only now (written, or given up on): flush() waits for these to be done.
             with self._lock:
                 for token_id, used_at in touches.items():
@@ -289,7 +284,9 @@ class Recorder:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = INTERVAL
-            if self._touches:
+            with self._lock:
+                touched = bool(self._touches)
+            if touched:
                 self._touch_tokens()
             if written >= BATCH:
                 continue  # a backlog: go on at once
@@ -324,8 +321,3 @@ class Recorder:
                     segment = self._segments.popleft()
                     segment.path.unlink(missing_ok=True)
                     os.close(segment.fd)
-
-
-recorder = Recorder()
-# A graceful stop (SIGTERM) writes what is spooled; a hard one leaves it for the next process.
-atexit.register(recorder.stop)

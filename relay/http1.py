@@ -5,24 +5,49 @@ default transport (httpcore2 over anyio and h11) spends about 0.5 ms of CPU per 
 general-purpose machinery; this one about 0.1 ms: asyncio streams, one write per request,
 a keep-alive pool per origin, bodies framed by Content-Length, chunked encoding or the
 connection's end. Everything above it is still httpx2 (timeouts, headers, ``Response``,
-``EventSource``, exceptions), and proxies configured in the environment still go through
-httpx2's own transports. Out of scope, because MCP upstreams do not need them: HTTP/2,
-``101 Switching Protocols``, request trailers.
+``EventSource``, exceptions).
+
+Proxies: an ``httpx2.AsyncClient`` given a ``transport=`` ignores ``HTTP_PROXY`` and the
+like, so this transport reads them itself. When it is built (not per request) it takes
+``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case) from the
+environment through httpx2's own rules, and sends each request whose URL they proxy through
+an ``httpx2.AsyncHTTPTransport(proxy=...)`` for that proxy (absolute-form requests to an
+``http://`` proxy, ``CONNECT`` tunnels for ``https://`` URLs), under the same ``Limits``,
+TLS verification and in-flight bound. Requests the environment does not proxy, and all
+requests when ``trust_env=False``, take the fast path. Out of scope, because MCP upstreams
+do not need them: HTTP/2, ``101 Switching Protocols``, request trailers.
+
+Responses are parsed to the grammar h11 accepts (RFC 9112), checked against h11 on the same
+bytes by ``tests/relay/test_http1_h11.py``, refusing a little more: only ``HTTP/1.0`` and
+``HTTP/1.1``, lines ended by CRLF only, no obsolete line folding (a gateway may refuse it,
+RFC 9112 §5.2). The status line and headers may take ``MAX_HEAD_BYTES`` (h11's own default
+is 16 KiB; httpcore2 raises it to 100 KiB), and so may a chunk-size line and the trailers;
+past that the response is refused, never buffered without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx2
+from httpx2._utils import URLPattern, get_environment_proxies
 
-MAX_HEAD_BYTES = 64 * 1024  # status line and headers; also the longest chunk-size line
+MAX_HEAD_BYTES = 64 * 1024  # status line and headers; also a chunk-size line, and the trailers
 READ_SIZE = 64 * 1024
 WRITE_BUFFER_HIGH = 256 * 1024  # wait for the socket only past this much unsent data
+
+# RFC 9112's grammar as h11 (0.16) spells it: a token, a colon, OWS, a value of visible
+# characters (and obs-text) separated by spaces or tabs, OWS. CR, LF and NUL never pass.
+_FIELD_VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
+_HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*(" + _FIELD_VALUE + rb")[ \t]*")
+_STATUS_LINE = re.compile(rb"(HTTP/1\.[01]) ([0-9]{3})(?: ((?:[ \t]|[^\x00\s])*))?")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})[ \t]*(?:;[^\r\n]*)?\r\n")  # extensions ignored
+_LENGTH = re.compile(rb"[0-9]{1,20}")
 
 
 class _Connection:
@@ -35,7 +60,15 @@ class _Connection:
 
     def reusable(self, now: float, expiry: float) -> bool:
         # An idle connection the server closed has seen EOF by now (the loop read the FIN).
-        return not self.reader.at_eof() and not self.writer.is_closing() and now - self.idle_since < expiry
+        # Bytes the server sent unasked (past the last response) would be read as the next
+        # request's response: such a connection is dropped, as httpcore2 drops it.
+        reader = self.reader
+        return (
+            not reader.at_eof()
+            and not reader._buffer  # private, but StreamReader has no public "bytes buffered"
+            and not self.writer.is_closing()
+            and now - self.idle_since < expiry
+        )
 
     def close(self) -> None:
         self.writer.close()
@@ -43,12 +76,19 @@ class _Connection:
 
 class UpstreamTransport(httpx2.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 (and HTTPS); one per event loop. Of httpx2's ``Limits``,
-    ``max_connections`` bounds the requests in flight (beyond it callers wait, up to the pool
-    timeout and at most ``pool_timeout`` seconds, whatever the request's own timeouts),
-    ``max_keepalive_connections`` the idle connections kept per upstream."""
+    ``max_connections`` bounds the requests in flight, proxied or not (beyond it callers wait,
+    up to the pool timeout and at most ``pool_timeout`` seconds, whatever the request's own
+    timeouts), ``max_keepalive_connections`` the idle connections kept per upstream. With
+    ``trust_env`` (the default) the environment's proxy settings, as they are when the
+    transport is built, apply: see the module's docstring."""
 
     def __init__(
-        self, *, limits: httpx2.Limits, verify: ssl.SSLContext | bool = True, pool_timeout: float | None = None
+        self,
+        *,
+        limits: httpx2.Limits,
+        verify: ssl.SSLContext | bool = True,
+        pool_timeout: float | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._max_connections = limits.max_connections
         self._pool_timeout = pool_timeout
@@ -59,12 +99,35 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         self._slots: asyncio.Semaphore | None = None
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._closed = False
+        # (pattern, its proxy's transport or None for "not proxied"), most specific first,
+        # exactly as httpx2.AsyncClient mounts them when it builds its own transports.
+        self._proxy_routes: list[tuple[URLPattern, httpx2.AsyncHTTPTransport | None]] = []
+        self._proxy_transports: dict[str, httpx2.AsyncHTTPTransport] = {}
+        if trust_env:
+            for key, proxy_url in sorted(get_environment_proxies().items(), key=lambda item: URLPattern(item[0])):
+                transport = None
+                if proxy_url is not None:
+                    transport = self._proxy_transports.get(proxy_url)
+                    if transport is None:
+                        transport = self._proxy_transports[proxy_url] = httpx2.AsyncHTTPTransport(
+                            verify=verify, limits=limits, proxy=httpx2.Proxy(url=proxy_url)
+                        )
+                self._proxy_routes.append((URLPattern(key), transport))
+
+    def _proxy_for(self, url: httpx2.URL) -> httpx2.AsyncHTTPTransport | None:
+        """The transport through the proxy the environment sets for ``url``, if any."""
+        for pattern, transport in self._proxy_routes:
+            if pattern.matches(url):
+                return transport
+        return None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeouts = request.extensions.get("timeout", {})
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx2.ConnectError(f"unsupported URL scheme {url.scheme!r}", request=request)
+        if self._proxy_routes and (proxied := self._proxy_for(url)) is not None:
+            return await self._via_proxy(proxied, request, timeouts)
         origin = (url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
         body = b"".join([part async for part in request.stream])
         if request.headers.get("transfer-encoding", "").lower() == "chunked":
@@ -73,22 +136,8 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
         head.append(b"\r\n")
 
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_connections)
-        if self._slots.locked():
-            wait = timeouts.get("pool")
-            if self._pool_timeout is not None and (wait is None or wait > self._pool_timeout):
-                wait = self._pool_timeout
-            try:
-                async with asyncio.timeout(wait):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise httpx2.PoolTimeout(
-                    f"all {self._max_connections} upstream connections are in use", request=request
-                ) from None
-        else:
-            await self._slots.acquire()
-
+        await self._acquire(request, timeouts)
+        assert self._slots is not None
         connection = None
         try:
             connection = self._checkout(origin) or await self._connect(origin, timeouts.get("connect"), request)
@@ -123,8 +172,39 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
             for connection in idle:
                 connection.close()
         self._idle.clear()
+        for transport in self._proxy_transports.values():
+            await transport.aclose()
 
     # --- the pool ------------------------------------------------------------------------
+
+    async def _acquire(self, request: httpx2.Request, timeouts: dict[str, float | None]) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        if self._slots.locked():
+            wait = timeouts.get("pool")
+            if self._pool_timeout is not None and (wait is None or wait > self._pool_timeout):
+                wait = self._pool_timeout
+            try:
+                async with asyncio.timeout(wait):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpx2.PoolTimeout(
+                    f"all {self._max_connections} upstream connections are in use", request=request
+                ) from None
+        else:
+            await self._slots.acquire()
+
+    async def _via_proxy(
+        self, transport: httpx2.AsyncHTTPTransport, request: httpx2.Request, timeouts: dict[str, float | None]
+    ) -> httpx2.Response:
+        await self._acquire(request, timeouts)
+        try:
+            response = await transport.handle_async_request(request)
+        except BaseException:
+            self._release()
+            raise
+        response.stream = _Releasing(response.stream, self)
+        return response
 
     def _checkout(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -173,6 +253,38 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         return _Connection(reader, writer)
 
 
+class _Releasing(httpx2.AsyncByteStream):
+    """A proxied response's body: frees the in-flight slot when closed."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, transport: UpstreamTransport) -> None:
+        self._stream = stream
+        self._transport = transport
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._stream.aclose()
+        finally:
+            self._transport._release()
+
+
+def _header_fields(lines: list[bytes], request: httpx2.Request) -> list[tuple[bytes, bytes]]:
+    fields = []
+    for line in lines:
+        match = _HEADER_LINE.fullmatch(line)
+        if match is None:  # also obsolete line folding, and whitespace before the colon
+            raise httpx2.RemoteProtocolError(f"malformed header line {line[:100]!r}", request=request)
+        fields.append((match[1], match[2]))
+    return fields
+
+
 async def _read_head(
     reader: asyncio.StreamReader, timeout: float | None, request: httpx2.Request
 ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
@@ -188,18 +300,10 @@ async def _read_head(
     except OSError as exc:
         raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from None
     lines = block[:-4].split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    status = _STATUS_LINE.fullmatch(lines[0])
+    if status is None or status[2][:1] == b"0":
         raise httpx2.RemoteProtocolError(f"malformed status line {lines[0][:100]!r}", request=request)
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        # No obsolete line folding, no whitespace before the colon (RFC 9112 §5).
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            raise httpx2.RemoteProtocolError(f"malformed header line {line[:100]!r}", request=request)
-        headers.append((name, value.strip()))
-    return int(code), reason, version, headers
+    return int(status[2]), status[3] or b"", status[1], _header_fields(lines[1:], request)
 
 
 class _Body(httpx2.AsyncByteStream):
@@ -225,20 +329,23 @@ class _Body(httpx2.AsyncByteStream):
         self._chunked = False
         self._length: int | None = None
         connection_tokens: set[bytes] = set()
-        lengths = set()
+        lengths: set[bytes] = set()
         for name, value in headers:
             lower = name.lower()
             if lower == b"transfer-encoding":
-                self._chunked = value.lower().endswith(b"chunked")
+                # Only a lone "chunked": any other coding would hand httpx2 an encoded body.
+                if self._chunked or value.lower() != b"chunked":
+                    raise httpx2.RemoteProtocolError(f"unsupported Transfer-Encoding {value[:100]!r}", request=request)
+                self._chunked = True
             elif lower == b"content-length":
-                lengths.add(value)
+                lengths.update(length.strip() for length in value.split(b","))  # "5, 5" is 5 (RFC 9110 §8.6)
             elif lower == b"connection":
                 connection_tokens.update(token.strip().lower() for token in value.split(b","))
+        if lengths and (len(lengths) > 1 or not _LENGTH.fullmatch(next(iter(lengths)))):
+            raise httpx2.RemoteProtocolError("invalid Content-Length", request=request)
         if request.method == "HEAD" or status in (204, 304):
             self._length = 0
         elif not self._chunked and lengths:
-            if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-                raise httpx2.RemoteProtocolError("invalid Content-Length", request=request)
             self._length = int(next(iter(lengths)))
         # Without a length the body ends when the server closes: nothing to reuse then.
         framed = self._chunked or self._length is not None
@@ -254,8 +361,10 @@ class _Body(httpx2.AsyncByteStream):
                 return await read(*args)
         except TimeoutError:
             raise httpx2.ReadTimeout("timed out reading the response", request=self._request) from None
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except asyncio.IncompleteReadError:
             raise httpx2.RemoteProtocolError("incomplete response body", request=self._request) from None
+        except asyncio.LimitOverrunError:
+            raise httpx2.RemoteProtocolError("chunk-size or trailer line too long", request=self._request) from None
         except OSError as exc:
             raise httpx2.ReadError(str(exc) or type(exc).__name__, request=self._request) from None
 
@@ -264,13 +373,19 @@ class _Body(httpx2.AsyncByteStream):
         if self._chunked:
             while True:
                 size_line = await self._read(reader.readuntil, b"\r\n")
-                try:
-                    size = int(size_line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise httpx2.RemoteProtocolError("malformed chunk size", request=self._request) from None
+                match = _CHUNK_SIZE.fullmatch(size_line)
+                if match is None:
+                    raise httpx2.RemoteProtocolError("malformed chunk size", request=self._request)
+                size = int(match[1], 16)
                 if size == 0:
-                    while await self._read(reader.readuntil, b"\r\n") != b"\r\n":
-                        pass  # trailer fields: ignored
+                    trailers = []  # read, checked like headers, then dropped (httpx2 has no place for them)
+                    budget = MAX_HEAD_BYTES
+                    while (line := await self._read(reader.readuntil, b"\r\n")) != b"\r\n":
+                        budget -= len(line)
+                        if budget < 0:
+                            raise httpx2.RemoteProtocolError("response trailers too large", request=self._request)
+                        trailers.append(line[:-2])
+                    _header_fields(trailers, self._request)
                     break
                 while size:
                     data = await self._read(reader.read, min(size, READ_SIZE))

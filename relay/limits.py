@@ -9,10 +9,10 @@ flood of slow calls in one workspace fills that workspace's slots and queue, nev
 connections or the time of another. Catalog listings do not take slots: a busy upstream
 must not vanish from ``tools/list``.
 
-The slots are ``asyncio.Semaphore``s (``Slots``), per process and per event loop (a
-semaphore cannot cross loops), created on first use and keyed by workspace id and upstream
-server id. The tables are bounded: past ``MAX_KEYS`` entries, idle semaphores (every slot
-free, nobody waiting) are dropped; one is simply created again when next needed. A call
+The slots are ``asyncio.Semaphore``s (``Slots``), owned by the gateway's upstream pool (one
+event loop), created on first use and keyed by workspace id and upstream server id. The
+tables are bounded: past ``MAX_KEYS`` entries, idle semaphores (every slot free, nobody
+waiting) are dropped; one is simply created again when next needed. A call
 that finds free slots costs two dictionary lookups and two counter decrements: it neither
 waits nor allocates beyond the pair it returns.
 """
@@ -20,13 +20,8 @@ waits nor allocates beyond the pair it returns.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from typing import TYPE_CHECKING
 
-from django.conf import settings
-
-if TYPE_CHECKING:
-    from apps.gateway.runtime.upstream import UpstreamConfig
+from relay.config import Settings, UpstreamConfig
 
 # The JSON-RPC code of a busy refusal: the "retry later" family of the gateway's rate limit
 # (engine.RATE_LIMITED); the audit row says which (429 rate-limited, 503 busy).
@@ -71,17 +66,17 @@ class CallLimits:
         self._workspaces: dict[int, Slots] = {}
         self._upstreams: dict[int, Slots] = {}
 
-    async def acquire(self, workspace_id: int, workspace_slug: str, upstream: UpstreamConfig) -> Held:
+    async def acquire(
+        self, workspace_id: int, workspace_slug: str, upstream: UpstreamConfig, settings: Settings
+    ) -> Held:
         """Take a slot of the upstream, then one of the workspace (upstream first: a caller
         queued for one busy upstream then holds no workspace slot its neighbours need)."""
         own_limit = upstream.max_concurrency
-        upstream_slots = self._slots(
-            self._upstreams, upstream.server_id, own_limit or settings.MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY
-        )
-        workspace_slots = self._slots(self._workspaces, workspace_id, settings.MCPNEST_GATEWAY_WORKSPACE_CONCURRENCY)
+        upstream_slots = self._slots(self._upstreams, upstream.server_id, own_limit or settings.upstream_concurrency)
+        workspace_slots = self._slots(self._workspaces, workspace_id, settings.workspace_concurrency)
         deadline = None
         if not upstream_slots.try_acquire():
-            deadline = asyncio.get_running_loop().time() + settings.MCPNEST_GATEWAY_QUEUE_SECONDS
+            deadline = asyncio.get_running_loop().time() + settings.queue_seconds
             try:
                 async with asyncio.timeout_at(deadline):
                     await upstream_slots.acquire()
@@ -89,12 +84,12 @@ class CallLimits:
                 setting = "the server's max concurrency" if own_limit else "MCPNEST_GATEWAY_UPSTREAM_CONCURRENCY"
                 raise Busy(
                     f"Upstream server {upstream.slug} is busy: it has {upstream_slots.capacity} calls in flight, "
-                    f"its limit ({setting}), and none finished within {settings.MCPNEST_GATEWAY_QUEUE_SECONDS} s "
+                    f"its limit ({setting}), and none finished within {settings.queue_seconds:g} s "
                     "(MCPNEST_GATEWAY_QUEUE_SECONDS). Retry later."
                 ) from None
         if not workspace_slots.try_acquire():
             if deadline is None:
-                deadline = asyncio.get_running_loop().time() + settings.MCPNEST_GATEWAY_QUEUE_SECONDS
+                deadline = asyncio.get_running_loop().time() + settings.queue_seconds
             try:
                 async with asyncio.timeout_at(deadline):
                     await workspace_slots.acquire()
@@ -103,7 +98,7 @@ class CallLimits:
                 raise Busy(
                     f"Workspace {workspace_slug} is busy: it has {workspace_slots.capacity} upstream calls in "
                     "flight, its limit (MCPNEST_GATEWAY_WORKSPACE_CONCURRENCY), and none finished within "
-                    f"{settings.MCPNEST_GATEWAY_QUEUE_SECONDS} s (MCPNEST_GATEWAY_QUEUE_SECONDS). Retry later."
+                    f"{settings.queue_seconds:g} s (MCPNEST_GATEWAY_QUEUE_SECONDS). Retry later."
                 ) from None
             except BaseException:
                 upstream_slots.release()
@@ -129,17 +124,3 @@ class CallLimits:
                 del table[idle]
         slots = table[key] = Slots(capacity)
         return slots
-
-
-_by_loop: dict[int, tuple[weakref.ref, CallLimits]] = {}
-
-
-def call_limits() -> CallLimits:
-    """The slots of the running event loop (created on first use)."""
-    loop = asyncio.get_running_loop()
-    entry = _by_loop.get(id(loop))
-    if entry is None or entry[0]() is not loop:  # new loop, or a dead loop's id reused
-        for key in [key for key, (ref, _) in _by_loop.items() if ref() is None]:
-            del _by_loop[key]
-        entry = _by_loop[id(loop)] = (weakref.ref(loop), CallLimits())
-    return entry[1]

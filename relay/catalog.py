@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.gateway.runtime.state import ServerEntry, WorkspaceConfig
-from apps.gateway.runtime.upstream import UpstreamError, upstream_for
+from relay.config import ServerEntry, WorkspaceConfig
+from relay.upstream import UpstreamError, UpstreamPool
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def _names(server_items: list[tuple[ServerEntry, list[dict]]], key: str) -> dict
     return names
 
 
-async def _fetch(server: ServerEntry, method: str, key: str) -> list[dict] | Exception:
-    upstream = upstream_for(server.upstream)
+async def _fetch(pool: UpstreamPool, server: ServerEntry, method: str, key: str) -> list[dict] | Exception:
+    upstream = pool.get(server.upstream)
     try:
         await upstream.ensure_connected(LIST_TIMEOUT)
         capability = {
@@ -100,7 +100,7 @@ async def _fetch(server: ServerEntry, method: str, key: str) -> list[dict] | Exc
         return UpstreamError(f"upstream {server.slug} {method} failed ({type(exc).__name__})")
 
 
-async def build(config: WorkspaceConfig) -> Catalog:
+async def build(config: WorkspaceConfig, pool: UpstreamPool) -> Catalog:
     """Fan out to every live upstream in parallel; a slow or dead one fails alone."""
     catalog = Catalog()
     plan = [
@@ -109,7 +109,7 @@ async def build(config: WorkspaceConfig) -> Catalog:
         ("resources/list", "resources"),
         ("resources/templates/list", "resourceTemplates"),
     ]
-    jobs = [_fetch(server, method, key) for server in config.servers for method, key in plan]
+    jobs = [_fetch(pool, server, method, key) for server in config.servers for method, key in plan]
     results = await asyncio.gather(*jobs)
     per_method: dict[str, list[tuple[ServerEntry, list[dict]]]] = {method: [] for method, _ in plan}
     for index, result in enumerate(results):
