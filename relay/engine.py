@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mcp import types
-from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,7 @@ from relay import catalog as catalogs
 from relay.config import Enforcement, Era, Hooks, TokenInfo, WorkspaceConfig
 from relay.sessions import Sessions
 from relay.spool import Recorder
+from relay.streams import LIST_CHANGES, Listener, Streams
 from relay.upstream import Notify, OnRequest, Upstream, UpstreamError, UpstreamPool, result_of
 
 logger = logging.getLogger(__name__)
@@ -52,16 +53,22 @@ RELAYED_ID_PREFIX = "mcpnest-relay:"
 RELAYED_ID_TTL = 60 * 60  # a client's answer to a relayed request is taken for an hour
 
 REMOVED_IN_2026 = frozenset({"ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
-LIST_CHANGED = frozenset(
-    {"notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"}
-)
-STREAM_BACKLOG = 1000  # messages a GET stream holds for a client that reads slowly
 LISTEN_WAIT = 2.0  # seconds a first call waits for its upstream session's GET stream to open
 
 # The methods that reach an upstream's tools or data: each one is a ToolCall row.
 RECORDED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 CANCELLED = 499  # the audit status of a call abandoned before its answer (nginx's "client closed request")
+
+
+LISTS_BYTES = 64 * 1024 * 1024  # encoded tools/list results kept, in all
+
+
+class Encoded(dict):
+    """A result whose JSON encoding is already made (``json``): the host may send those bytes.
+    Shared between callers: never to be changed."""
+
+    json: bytes = b""
 
 
 class RpcError(Exception):
@@ -185,38 +192,6 @@ def discover_result(config: WorkspaceConfig) -> dict[str, Any]:
 # --- dispatch -----------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class Listener:
-    """One 2026-07-28 client's subscriptions/listen stream: what it asked to hear."""
-
-    caller: Caller
-    subscription_id: Any
-    methods: frozenset[str]
-    uris: frozenset[str]
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=STREAM_BACKLOG))
-
-    def acknowledgement(self) -> dict[str, Any]:
-        honored: dict[str, Any] = {}
-        for method, key in (
-            ("notifications/tools/list_changed", "toolsListChanged"),
-            ("notifications/prompts/list_changed", "promptsListChanged"),
-            ("notifications/resources/list_changed", "resourcesListChanged"),
-        ):
-            if method in self.methods:
-                honored[key] = True
-        if self.uris:
-            honored["resourceSubscriptions"] = sorted(self.uris)
-        return self.frame("notifications/subscriptions/acknowledged", {"notifications": honored})
-
-    def frame(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        meta = {SUBSCRIPTION_ID_META_KEY: self.subscription_id}
-        return {"jsonrpc": "2.0", "method": method, "params": {**params, "_meta": meta}}
-
-    def send(self, method: str, params: dict[str, Any]) -> None:
-        if not self.queue.full():  # a client that does not read loses notifications, not our memory
-            self.queue.put_nowait(self.frame(method, params))
-
-
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -290,14 +265,13 @@ class Engine:
         self.recorder = recorder
         self.hooks = hooks
         self._catalogs: dict[int, tuple[WorkspaceConfig, catalogs.Catalog]] = {}
+        self._lists: dict[tuple, tuple[catalogs.Catalog, WorkspaceConfig, Encoded]] = {}
+        self._lists_bytes = 0
         self._building: dict[int, asyncio.Future] = {}
         self._reported: set[tuple[int, str, str]] = set()
         self._background: set[asyncio.Future] = set()
-        # 2025-era sessions' GET streams and resource subscriptions, in this process.
-        self._streams: dict[tuple[int, str], set[asyncio.Queue]] = {}  # (workspace id, session) -> queues
-        self._subscribers: dict[tuple[int, str], set[tuple[int, str]]] = {}  # (server id, uri) -> sessions
+        self.streams = Streams()
         self._in_flight: dict[tuple[int, str, str | int], asyncio.Future] = {}  # (workspace, session, id) -> call
-        self._listeners: dict[int, set[Listener]] = {}  # workspace id -> open subscriptions/listen streams
         self._watched: dict[int, frozenset[str]] = {}  # upstream (id()) -> the URIs its watch asks for
 
     # --- catalog cache ------------------------------------------------------------------
@@ -327,6 +301,8 @@ class Engine:
 
     def invalidate_catalogs(self) -> None:
         self._catalogs.clear()
+        self._lists.clear()
+        self._lists_bytes = 0
         self._reported.clear()
 
     def _in_background(self, job) -> None:
@@ -479,25 +455,7 @@ class Engine:
             if self._in_flight.get(key) is task:
                 del self._in_flight[key]
 
-    # --- streams: resource updates and list changes (2025 era) ---------------------------
-
-    def open_stream(self, caller: Caller) -> asyncio.Queue:
-        """The queue of what goes out on a 2025-era session's GET stream."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=STREAM_BACKLOG)
-        self._streams.setdefault((caller.config.id, caller.session_id), set()).add(queue)
-        return queue
-
-    def close_stream(self, caller: Caller, queue: asyncio.Queue) -> None:
-        key = (caller.config.id, caller.session_id)
-        queues = self._streams.get(key, set())
-        queues.discard(queue)
-        if not queues:
-            self._streams.pop(key, None)
-
-    def _push(self, session: tuple[int, str], message: dict[str, Any]) -> None:
-        for queue in self._streams.get(session, ()):
-            if not queue.full():  # a client that does not read loses notifications, not our memory
-                queue.put_nowait(message)
+    # --- what reaches clients outside their calls' answers (relay.streams) -----------------
 
     async def _subscribe(self, caller: Caller, params: dict[str, Any], *, subscribe: bool) -> dict[str, Any]:
         uri = params.get("uri")
@@ -519,11 +477,11 @@ class Engine:
             result_of(server.slug, await upstream.request(method, {"uri": uri}, timeout=upstream.timeout))
         except UpstreamError as exc:
             raise RpcError(exc.code, exc.client_message, data=exc.data, status=exc.status) from None
-        key, session = (server.id, uri), (caller.config.id, caller.session_id)
+        session = (caller.config.id, caller.session_id)
         if subscribe:
-            self._subscribers.setdefault(key, set()).add(session)
+            self.streams.subscribe(session, server.id, uri)
         else:
-            self._subscribers.get(key, set()).discard(session)
+            self.streams.unsubscribe(session, server.id, uri)
         return _finish(caller, {})
 
     async def _connection(self, caller: Caller, config, server_id: int, server_slug: str) -> Upstream:
@@ -535,9 +493,7 @@ class Engine:
             session = (caller.config.id, caller.session_id)
 
             async def to_get_stream(message: dict[str, Any]) -> None:
-                if not self._streams.get(session):
-                    raise LookupError("no GET stream open")
-                self._push(session, message)
+                self.streams.push(session, message)  # LookupError: no GET stream open
 
             upstream.listener = asyncio.ensure_future(
                 upstream.listen(
@@ -555,13 +511,8 @@ class Engine:
             method = message.get("method")
             params = _object(message.get("params"))
             if method == "notifications/resources/updated" and isinstance(params.get("uri"), str):
-                uri = params["uri"]
-                for session in self._subscribers.get((server_id, uri), ()):
-                    self._push(session, {"jsonrpc": "2.0", "method": method, "params": {"uri": uri}})
-                for listener in self._listeners_of(server_id):
-                    if uri in listener.uris:
-                        listener.send(method, {"uri": uri})
-            elif method in LIST_CHANGED:
+                self.streams.resource_updated(server_id, params["uri"])
+            elif method in LIST_CHANGES:
                 self.list_changed(server_id, method)
 
         return on_message
@@ -570,23 +521,9 @@ class Engine:
         """An upstream's list changed: rebuild the catalogs that hold it, and tell the
         2025-era sessions of those workspaces on their GET streams, and their 2026-07-28
         clients that listen for it."""
-        for workspace_id in self._forget_catalogs(server_id):
-            for (session_workspace, session), _queues in list(self._streams.items()):
-                if session_workspace == workspace_id:
-                    self._push((workspace_id, session), {"jsonrpc": "2.0", "method": method})
-        for listener in self._listeners_of(server_id):
-            if method in listener.methods:
-                listener.send(method, {})
+        self.streams.list_changed(server_id, method, self._forget_catalogs(server_id))
 
     # --- subscriptions/listen (2026-07-28) -------------------------------------------------
-
-    def _listeners_of(self, server_id: int) -> list[Listener]:
-        return [
-            listener
-            for listeners in self._listeners.values()
-            for listener in listeners
-            if any(server.id == server_id for server in listener.caller.config.servers)
-        ]
 
     async def open_listen(self, caller: Caller, message: dict[str, Any]) -> Listener:
         """A 2026-07-28 client's ``subscriptions/listen``: the stream's listener, after
@@ -600,22 +537,15 @@ class Engine:
             raise RpcError(
                 INVALID_PARAMS, f"Invalid params.{field} for subscriptions/listen: {problem['msg']}."
             ) from None
-        methods = frozenset(
-            method
-            for method, asked in (
-                ("notifications/tools/list_changed", wanted.tools_list_changed),
-                ("notifications/prompts/list_changed", wanted.prompts_list_changed),
-                ("notifications/resources/list_changed", wanted.resources_list_changed),
-            )
-            if asked
-        )
+        asked = wanted.model_dump(by_alias=True)
         listener = Listener(
-            caller=caller,
+            workspace_id=caller.config.id,
+            server_ids=frozenset(server.id for server in caller.config.servers),
             subscription_id=message.get("id"),
-            methods=methods,
+            methods=frozenset(method for method, key in LIST_CHANGES.items() if asked.get(key)),
             uris=frozenset(wanted.resource_subscriptions or ()),
         )
-        self._listeners.setdefault(caller.config.id, set()).add(listener)
+        self.streams.listen(listener)
         built = await self.catalog_for(caller.config)
         for server in caller.config.servers:
             uris = {uri for uri in listener.uris if catalogs.server_for_uri(built, uri) is server}
@@ -624,12 +554,6 @@ class Engine:
             except UpstreamError as exc:  # that upstream's changes are missed; the others' are not
                 logger.warning("cannot watch upstream %s for changes: %s", server.slug, exc)
         return listener
-
-    def close_listen(self, listener: Listener) -> None:
-        listeners = self._listeners.get(listener.caller.config.id, set())
-        listeners.discard(listener)
-        if not listeners:
-            self._listeners.pop(listener.caller.config.id, None)
 
     async def _watch(self, config, server_id: int, uris: set[str]) -> None:
         """Keep an eye on an upstream's changes (once per upstream; again when more URIs are
@@ -672,11 +596,39 @@ class Engine:
         """A call's notifications as they go out; a list change on the way drops the catalog."""
 
         async def relay(notification: dict[str, Any]) -> None:
-            if notification.get("method") in LIST_CHANGED:
+            if notification.get("method") in LIST_CHANGES:
                 self._forget_catalogs(server_id)
             await notify(notification)
 
         return relay
+
+    def _tools_list(self, caller: Caller, built: catalogs.Catalog) -> Encoded:
+        """The tools/list result, built and JSON-encoded once per catalog, configuration,
+        era and audience (everyone; under enforcement, each member apart): a workspace with
+        a thousand tools answers a cached list without encoding 200 KB again."""
+        config = caller.config
+        member = (
+            caller.token.user_id
+            if config.enforcement is Enforcement.ENFORCE and not caller.token.is_workspace_token
+            else None
+        )
+        key = (config.id, member, caller.modern)
+        cached = self._lists.get(key)
+        if cached is not None and cached[0] is built and cached[1] is config:
+            return cached[2]
+        tools = [
+            entry.definition
+            for entry in built.tools.values()
+            if not entry.withheld and visible(caller, entry.server.slug, entry.upstream_name)
+        ]
+        result = Encoded(_finish(caller, {"tools": tools}, cacheable=True))
+        result.json = json.dumps(result, separators=(",", ":")).encode()
+        self._lists_bytes += len(result.json) - (len(cached[2].json) if cached else 0)
+        if self._lists_bytes > LISTS_BYTES:
+            self._lists.clear()
+            self._lists_bytes = len(result.json)
+        self._lists[key] = (built, config, result)
+        return result
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -694,13 +646,7 @@ class Engine:
             return discover_result(caller.config)
         if method == "tools/list":
             _cursor(params)
-            built = await self.catalog_for(caller.config)
-            tools = [
-                entry.definition
-                for entry in built.tools.values()
-                if not entry.withheld and visible(caller, entry.server.slug, entry.upstream_name)
-            ]
-            return _finish(caller, {"tools": tools}, cacheable=True)
+            return self._tools_list(caller, await self.catalog_for(caller.config))
         if method == "prompts/list":
             _cursor(params)
             built = await self.catalog_for(caller.config)

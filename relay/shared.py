@@ -18,12 +18,14 @@ answers from memory; Redis is asked in batches, mostly in the background:
   then: one hit per call, as exact as a round trip per request) up to ``LEASE_MAX``. The
   next lease is asked for in the background once half of one is spent, so a busy key never
   waits for Redis. Hits not spent within ``LEASE_TTL`` seconds, or by the end of the window
-  they were taken in, go back to Redis (and so do all of them at ``aclose``).
+  they were taken in, go back to Redis with the process's next reading of the stream (below:
+  within ``REFRESH_EVERY`` while it serves requests; a process that falls idle gives them
+  back when it serves again or stops, ``aclose``; at worst they age out with their window).
 
   The error, documented: the processes together never let more than the limit through
   (each hit is counted in Redis before it is spent, as before); they may refuse early by at
   most the hits other processes hold unspent — per process and key at most
-  ``min(LEASE_MAX, room // LEASE_SHARE)``, for at most ``LEASE_TTL`` seconds. A limit below
+  ``min(LEASE_MAX, room // LEASE_SHARE)``, for about ``LEASE_TTL`` seconds. A limit below
   ``2 * LEASE_SHARE`` always leases one hit at a time. A refusal is remembered for
   ``REFUSAL_CACHE`` seconds (the process asks Redis again after that).
 

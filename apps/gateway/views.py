@@ -347,7 +347,8 @@ def _get(request, *, gateway, config, token, ip, session_ended) -> HttpResponse:
         return _error(SESSION_NOT_FOUND, "Session not found: initialize a new session.", status=404)
     version = session.get("v") or DEFAULT_LEGACY_VERSION
     caller = _legacy_caller(session, config=config, token=token, ip=ip, version=version)
-    queue = gateway.engine.open_stream(caller)
+    streams, session_key = gateway.engine.streams, (config.id, caller.session_id)
+    queue = streams.open(session_key)
 
     async def stream():
         try:
@@ -360,7 +361,7 @@ def _get(request, *, gateway, config, token, ip, session_ended) -> HttpResponse:
                     continue
                 yield _sse_frame(message)
         finally:
-            gateway.engine.close_stream(caller, queue)
+            streams.close(session_key, queue)
 
     return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -415,7 +416,7 @@ async def _listen(gateway: Gateway, caller: Caller, body: dict[str, Any]) -> Htt
                     continue
                 yield _sse_frame(message)
         finally:
-            gateway.engine.close_listen(listener)
+            gateway.engine.streams.stop_listening(listener)
 
     return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -456,6 +457,9 @@ async def _answer(gateway: Gateway, caller: Caller, body: dict[str, Any], *, wan
         )
     if body["method"] not in engine.RECORDED_METHODS:
         outcome = await _run(gateway, caller, body, None)
+        if isinstance(outcome, engine.Encoded):  # encoded once, sent as it is
+            head = b'{"jsonrpc":"2.0","id":' + json.dumps(message_id).encode() + b',"result":'
+            return HttpResponse(head + outcome.json + b"}", content_type="application/json")
         reply, status = _reply(caller, message_id, outcome)
         return _json(reply, status=status, headers=RETRY_SOON if status == 503 else None)
 

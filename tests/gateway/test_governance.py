@@ -83,6 +83,8 @@ async def test_enforce_mode_hides_and_refuses_tools_outside_the_allowlist(cast, 
     assert allowed["result"]["content"][0]["text"] == "hi"
     # Bob has no rules: full access (the default), unless the workspace denies by default.
     assert "add" in await (await session(bob)).tools()
+    # Lists are encoded once and kept per member under enforcement: nobody gets another's.
+    assert await s.tools() == ["echo"]
     calls = await sync_to_async(rows)(member=cast.carol)
     assert [(r.tool_name, r.status, r.error_code) for r in calls] == [("add", 403, -32003), ("echo", 200, None)]
     assert calls[0].client_name == "pytest-client" and calls[0].client_version == "1.2"
