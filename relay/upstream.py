@@ -25,7 +25,7 @@ import itertools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ MAX_CONNECTIONS = 2000
 # (least recently used closed first).
 MAX_CLIENT_SESSIONS = 2000
 WATCH_IDLE_SECONDS = 300.0  # a silent listen stream is opened again after this long
+STREAM_LINGER = 1.0  # seconds an answered event stream may take to end (in the background)
 MAX_RELAYED = 1000  # ids of requests relayed to the client, remembered per upstream session
 
 UPSTREAM_ERROR = -32000  # the gateway's JSON-RPC code for "the upstream failed"
@@ -282,6 +283,21 @@ class UpstreamPool:
             self._client = None
 
 
+async def _finish_stream(events: AsyncIterator, response: httpx2.Response) -> None:
+    """Read what is left of a call's event stream once its answer is in: a server closes it
+    right after the answer (the spec's SHOULD), and a stream read to its end leaves the
+    connection open for the next call. One the server keeps open past ``STREAM_LINGER`` is
+    closed instead (and with it the connection)."""
+    try:
+        async with asyncio.timeout(STREAM_LINGER):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx2.HTTPError):
+        pass
+    finally:
+        await response.aclose()
+
+
 @dataclass
 class Upstream:
     """One upstream server's connection state inside this gateway process."""
@@ -387,7 +403,8 @@ class Upstream:
             if content_type == "text/event-stream":
                 reply = None
                 received = 0  # the data of every event of this call, replies and notifications alike
-                async for event in httpx2.EventSource(response, max_event_size=limit):
+                events = aiter(httpx2.EventSource(response, max_event_size=limit))
+                async for event in events:
                     text = event.data
                     if not text:
                         continue  # priming event
@@ -407,7 +424,12 @@ class Upstream:
                         await notify(self.outgoing(data))
                 if reply is None and "id" in message and response.status_code < 300:
                     raise self._fail(f"ended its event stream without answering (HTTP {response.status_code})")
-                return response.status_code, reply, response.headers
+                status, headers = response.status_code, response.headers
+                if reply is not None:
+                    # The rest of the stream is read after the answer goes out, not before.
+                    self._in_background(_finish_stream(events, response))
+                    response = None
+                return status, reply, headers
             raw = await _read_capped(response, limit, self.config.slug)
             if content_type == "application/json" and raw:
                 data = _json_object(raw)
@@ -422,7 +444,8 @@ class Upstream:
         except httpx2.HTTPError as exc:
             raise self._fail(f"broke the connection ({type(exc).__name__})") from None
         finally:
-            await response.aclose()  # unread data left: the connection is closed, not reused
+            if response is not None:
+                await response.aclose()  # unread data left: the connection is closed, not reused
 
     # --- requests from the upstream -------------------------------------------------------
 
