@@ -38,6 +38,10 @@ class Action(StrEnum):
     TOOL_DEFINITION_CHANGED = "tool.definition_changed"
     TOOL_REAPPROVED = "tool.reapproved"
     TOOL_PIN_REJECTED = "tool.rejected"
+    # Hosted servers (apps.hosting)
+    INSTANCE_DEPLOYED = "instance.deployed"
+    INSTANCE_FAILED = "instance.failed"
+    INSTANCE_TERMINATED = "instance.terminated"
     # Sign-in and the audit trail itself
     API_KEY_CREATED = "auth.api_key_created"
     API_KEY_REVOKED = "auth.api_key_revoked"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 
@@ -117,3 +118,11 @@ def check_role_change(*, actor_role: str | None, target_role: str, new_role: str
         raise RuleViolation(f"Only an Owner can change or remove an {Role(target_role).label}.")
     if new_role is not None and new_role not in ASSIGNABLE.get(actor_role, frozenset()):
         raise RuleViolation(f"Only an Owner can make someone an {Role(new_role).label}.")
+
+
+def platform_access(workspace: Workspace) -> Access:
+    """The platform's own background work on what a person already authorised and had
+    audited (a hosted instance's upstream joining the gateway when its deployment
+    completes, and leaving it when it fails or ends). Owner rights; audit rows show no
+    person. Only the callers listed in tests/core/test_layering.py may use it."""
+    return Access(workspace=workspace, user=AnonymousUser(), role=Role.OWNER, membership=None)

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.tokens",
     "apps.audit",
     "apps.gateway",
+    "apps.hosting",
     "apps.portal",
 ]
 
@@ -151,6 +152,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.gateway.tasks.check_servers",
         "schedule": 15 * 60.0,
         "options": {"expires": 15 * 60},
+    },
+    # Hosted instances whose process died: failed, their upstream disabled.
+    "hosting-health": {
+        "task": "apps.hosting.tasks.instance_health_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 60},
     },
 }
 
@@ -283,6 +290,13 @@ MCPNEST_GATEWAY_QUEUE_SECONDS = env_int("MCPNEST_GATEWAY_QUEUE_SECONDS", 5)
 MCPNEST_GATEWAY_UPSTREAM_TIMEOUT = env_int("MCPNEST_GATEWAY_UPSTREAM_TIMEOUT", 60)
 # Requests per minute per client IP before its workspace is known (unknown slugs, floods).
 MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT = env_int("MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT", 600)
+
+# --- Hosted MCP servers (apps.hosting) ----------------------------------------
+# Where hosted servers run: "process" (the bridge as a local subprocess with rlimits; NOT
+# isolated, the embedded default) or "docker" (not available yet).
+MCPNEST_HOSTING_RUNTIME = env_str("MCPNEST_HOSTING_RUNTIME", "process")
+# Seconds a deploy waits for the instance's /healthz before it is marked failed.
+MCPNEST_HOSTING_START_TIMEOUT = env_int("MCPNEST_HOSTING_START_TIMEOUT", 30)
 
 # --- Security -------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -15,12 +15,24 @@ from apps.accounts.models import ApiKey, User
 from apps.audit.models import AuditChain, AuditCheckpoint, AuditEvent, ToolCall
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.gateway.models import AllowRule, ToolPin
+from apps.hosting.models import Instance
 from apps.tokens.models import GatewayToken
 from apps.workspaces.models import Invitation, Workspace
 from tests.factories import UserFactory
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
-READ_ONLY = {AuditEvent, ToolCall, AuditChain, AuditCheckpoint, AllowRule, ToolPin, GatewayToken, ApiKey, Invitation}
+READ_ONLY = {
+    AuditEvent,
+    ToolCall,
+    AuditChain,
+    AuditCheckpoint,
+    AllowRule,
+    ToolPin,
+    GatewayToken,
+    ApiKey,
+    Invitation,
+    Instance,
+}
 PERMISSIONS = ("has_add_permission", "has_change_permission", "has_delete_permission")
 
 

@@ -21,6 +21,10 @@ READY_HOOK = "ready"
 
 # Paths with no acting person: only operators at the shell may take them.
 OPERATOR_ONLY = frozenset({"member_add_by_operator", "operator_access"})
+# The platform acting on its own (no person), and the only modules that may: a hosted
+# instance's upstream joins or leaves the gateway when its deployment is done or ends.
+PLATFORM_ONLY = frozenset({"platform_access"})
+PLATFORM_CALLERS = frozenset({"hosting/services.py"})
 
 
 def _imported_modules(node: ast.AST) -> list[str]:
@@ -98,7 +102,7 @@ def operator_only_calls(root: Path = APPS) -> list[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-                if name in OPERATOR_ONLY:
+                if name in OPERATOR_ONLY or (name in PLATFORM_ONLY and relative not in PLATFORM_CALLERS):
                     found.append(f"apps/{relative}:{node.lineno} calls {name}")
     return found
 
@@ -139,6 +143,8 @@ def test_the_checks_catch_a_domain_import_in_core_and_a_hidden_import(tmp_path, 
             "tokens/typing_only.py": "import typing\nif typing.TYPE_CHECKING:\n    from apps.rbac import x\n",
             "workspaces/admin.py": "from apps.workspaces import services\nservices.member_add_by_operator(role=1)\n",
             "workspaces/management/commands/addmember.py": "member_add_by_operator(role=1)\n",
+            "hosting/services.py": "platform_access(workspace)\n",
+            "gateway/services.py": "platform_access(workspace)\n",
         },
     )
     monkeypatch.setattr(f"{__name__}.APPS", root)
@@ -152,4 +158,7 @@ def test_the_checks_catch_a_domain_import_in_core_and_a_hidden_import(tmp_path, 
         "apps/tokens/other.py:5 imports apps.rbac in g()",
         "apps/tokens/services.py:4 imports apps.audit in f()",
     ]
-    assert operator_only_calls(root) == ["apps/workspaces/admin.py:2 calls member_add_by_operator"]
+    assert operator_only_calls(root) == [
+        "apps/gateway/services.py:1 calls platform_access",
+        "apps/workspaces/admin.py:2 calls member_add_by_operator",
+    ]
