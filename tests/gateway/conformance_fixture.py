@@ -20,6 +20,9 @@ from mcp.types import (
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
     Completion,
+    CreateMessageRequest,
+    CreateMessageRequestParams,
+    CreateMessageResult,
     EmbeddedResource,
     EmptyResult,
     ImageContent,
@@ -239,6 +242,22 @@ def build_conformance_server() -> MCPServer:
     async def test_trigger_prompt_change(ctx: Context) -> str:
         await ctx.notify_prompts_changed()
         return "prompts changed"
+
+    @server.tool(description="Not the suite's: asks for a completion and reports the client's progress on it")
+    async def mcpnest_sample_with_progress(ctx: Context) -> str:
+        seen: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
+
+        request = CreateMessageRequest(
+            params=CreateMessageRequestParams(
+                messages=[SamplingMessage(role="user", content=TextContent(type="text", text="slowly"))],
+                max_tokens=10,
+            )
+        )
+        result = await ctx.session.send_request(request, CreateMessageResult, progress_callback=on_progress)
+        return f"{result.content.text}; progress seen: {seen}"
 
     @server.tool(description="Not the suite's: a tool that mcpnest_update_watched_resource removes")
     def mcpnest_removed_later() -> str:

@@ -6,6 +6,7 @@ subscriptions with their updates, and list changes, on a 2025 session's GET stre
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import httpx2
@@ -207,3 +208,58 @@ def test_a_2026_client_hears_list_changes_and_updates_on_its_listen_stream(url_a
     assert honored.tools_list_changed and honored.resource_subscriptions == ["test://watched-resource"]
     updated = next(e for e in events if type(e).__name__ == "ResourceUpdated")
     assert updated.uri == "test://watched-resource"
+
+
+def test_a_clients_progress_on_a_relayed_request_reaches_the_upstream_that_asked(url_and_token):
+    """Raw protocol: the upstream's request (with a progress token) arrives on the session's
+    GET stream under the gateway's ids; the client's progress and answer, POSTed back with
+    those ids, reach the upstream under its own."""
+    url, token = url_and_token
+    base = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+
+    async def session():
+        async with httpx2.AsyncClient(headers=base, timeout=30) as http:
+            hello = {"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}}, "clientInfo": {"name": "raw"}}
+            opened = await http.post(url, json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+            headers = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+            await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            asked: asyncio.Future = asyncio.get_running_loop().create_future()
+
+            async def read_get_stream():
+                async with http.stream("GET", url, headers={**headers, "Accept": "text/event-stream"}) as stream:
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data: ") and '"sampling/createMessage"' in line:
+                            asked.set_result(json.loads(line[len("data: ") :]))
+                            return
+
+            reader = asyncio.ensure_future(read_get_stream())
+            await asyncio.sleep(0.5)  # the GET stream is open
+            call = asyncio.ensure_future(
+                http.post(
+                    url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "mcpnest_sample_with_progress", "arguments": {}}},
+                    headers=headers,
+                )
+            )  # fmt: skip
+            request = await asyncio.wait_for(asked, 10)
+            sealed_token = request["params"]["_meta"]["progressToken"]
+            progress = {"progressToken": sealed_token, "progress": 0.5, "total": 1.0}
+            noted = await http.post(
+                url, json={"jsonrpc": "2.0", "method": "notifications/progress", "params": progress}, headers=headers
+            )
+            result = {"role": "assistant", "content": {"type": "text", "text": "done"}, "model": "m"}
+            answered = await http.post(
+                url, json={"jsonrpc": "2.0", "id": request["id"], "result": result}, headers=headers
+            )
+            response = await asyncio.wait_for(call, 10)
+            reader.cancel()
+            return request, noted, answered, response
+
+    request, noted, answered, response = asyncio.run(session())
+    assert request["id"].startswith("mcpnest-relay:") and noted.status_code == answered.status_code == 202
+    if response.headers["content-type"].startswith("text/event-stream"):
+        body = json.loads([line for line in response.text.splitlines() if line.startswith("data: ")][-1][6:])
+    else:
+        body = response.json()
+    assert body["result"]["content"][0]["text"] == "done; progress seen: [0.5]"
