@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from bridge.mux import Child, ChildGone, Session, internal_error
-from relay.engine import CLIENT_CAPABILITY_OF, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
+from relay.protocol import CLIENT_CAPABILITY_OF, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -30,8 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.engine import CLIENT_CAPABILITY_OF, INTERNAL_ERROR, METHOD_NOT_FOUND
-from relay.upstream import RELAYED_CLIENT_CAPABILITIES
+from relay.protocol import CLIENT_CAPABILITY_OF, INTERNAL_ERROR, METHOD_NOT_FOUND, RELAYED_CLIENT_CAPABILITIES
 
 logger = logging.getLogger(__name__)
 

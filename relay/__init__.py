@@ -12,6 +12,7 @@ Modules, bottom up:
   interface through which the host gives the relay what it needs: load a token, load a
   workspace, read what changed, record calls, note token use, observe a pin, mark a
   server unhealthy (see ``config.Hooks`` for each one's contract);
+* ``protocol``: JSON-RPC codes and the client capabilities relayed (what the bridge imports);
 * ``http1``: a lean HTTP/1.1 transport under httpx2 for upstream calls;
 * ``limits``: per-workspace and per-upstream concurrency slots;
 * ``upstream``: the MCP client side (``UpstreamPool``, ``Upstream``);

@@ -22,6 +22,12 @@ from pydantic import BaseModel, ValidationError
 
 from relay import catalog as catalogs
 from relay.config import Enforcement, Era, Hooks, TokenInfo, WorkspaceConfig
+from relay.protocol import (
+    CLIENT_CAPABILITY_OF,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+)
 from relay.sessions import Sessions
 from relay.spool import Recorder
 from relay.streams import LIST_CHANGES, Listener, Streams
@@ -32,23 +38,12 @@ logger = logging.getLogger(__name__)
 SERVER_VERSION = "1.0.0"
 LIST_TTL_MS = int(catalogs.CATALOG_TTL * 1000)
 
-# JSON-RPC error codes. -32000..-32019 are implementation-defined.
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-# -32000, the upstream failed: relay.upstream.UPSTREAM_ERROR
+# The gateway's own JSON-RPC codes (the standard ones: relay.protocol; -32000, the upstream
+# failed: relay.upstream.UPSTREAM_ERROR).
 TOOL_NOT_ALLOWED = -32003
 TOOL_CHANGED = -32004
 RATE_LIMITED = -32005
 
-# Requests an upstream may send a 2025-era client, and the capability the client declares for each.
-CLIENT_CAPABILITY_OF = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 RELAYED_ID_PREFIX = "mcpnest-relay:"
 RELAYED_ID_TTL = 60 * 60  # a client's answer to a relayed request is taken for an hour
 
@@ -272,7 +267,6 @@ class Engine:
         self._background: set[asyncio.Future] = set()
         self.streams = Streams()
         self._in_flight: dict[tuple[int, str, str | int], asyncio.Future] = {}  # (workspace, session, id) -> call
-        self._watched: dict[int, frozenset[str]] = {}  # upstream (id()) -> the URIs its watch asks for
 
     # --- catalog cache ------------------------------------------------------------------
 
@@ -561,12 +555,11 @@ class Engine:
         and resources/subscribe (2025)."""
         upstream = self.pool.get(config)
         await upstream.ensure_connected(min(upstream.timeout, 10.0))
-        known = self._watched.get(id(upstream), frozenset())
+        known = upstream.watched
         running = upstream.listener is not None and not upstream.listener.done()
         if running and uris <= known:
             return
-        everything = known | uris
-        self._watched[id(upstream)] = everything
+        everything = upstream.watched = known | uris
         if upstream.era is Era.MODERN:
             if upstream.listener is not None:
                 upstream.listener.cancel()

@@ -40,13 +40,11 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from relay.config import Era, Settings, UpstreamConfig
 from relay.http1 import UpstreamTransport
 from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
+from relay.protocol import RELAYED_CLIENT_CAPABILITIES
 
 logger = logging.getLogger(__name__)
 
 CLIENT_INFO = {"name": "mcpnest-gateway", "version": "1.0"}
-# What a 2025-era session with an upstream declares: the gateway relays these requests to
-# the calling client when that client declared them too, and refuses them for it otherwise.
-RELAYED_CLIENT_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
 NAME_BEARING = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
 # Requests in flight to all upstreams from one process. Far above the per-workspace and
 # per-upstream limits (runtime.limits), so those are what a busy tenant runs into.
@@ -310,7 +308,8 @@ class Upstream:
     # there can it send them requests (sampling, elicitation) and resource updates.
     legacy_only: bool = False
     legacy_refused: bool = False  # a modern upstream that refused a 2025-era session
-    listener: asyncio.Task | None = None  # reads the session's GET stream (``listen``)
+    listener: asyncio.Task | None = None  # reads the session's GET stream (``listen``) or listen stream (``watch``)
+    watched: frozenset[str] = frozenset()  # resource URIs its watch asks for updates of
     listening: asyncio.Event = field(default_factory=asyncio.Event)  # set once the GET stream is open
     protocol_version: str = LATEST_HANDSHAKE_VERSION
     session_id: str | None = None

@@ -45,8 +45,9 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from apps.core.http import client_ip
 from relay import engine
 from relay.config import WhenDatabaseDown
-from relay.engine import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RATE_LIMITED, Caller, RpcError
+from relay.engine import RATE_LIMITED, Caller, RpcError
 from relay.gateway import Gateway
+from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
 from relay.sessions import ended_key
 from relay.spool import SpoolError
 

@@ -1,0 +1,20 @@
+"""JSON-RPC and MCP constants shared by the gateway and the bridge. Imports nothing, so the
+bridge (which starts with every hosted instance) does not load the gateway's engine."""
+
+# JSON-RPC error codes. -32000..-32019 are implementation-defined.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+# Requests a server may send a 2025-era client, and the capability the client declares for each.
+CLIENT_CAPABILITY_OF = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+# What a 2025-era session declares to a server on behalf of clients it relays requests to
+# (the gateway with an upstream, the bridge with its child): each request reaches a client
+# that declared the capability too, and is refused otherwise.
+RELAYED_CLIENT_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
