@@ -332,7 +332,8 @@ class Gateway:
     def start(self) -> None:
         daphne = str(Path(sys.executable).parent / "daphne")
         self._log = self.log_path.open("a" if self.process else "w")
-        args = [daphne, *self._verbosity, "-b", "127.0.0.1", "-p", str(self.port), "mcpnest.asgi:application"]
+        endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024"  # as the README runs it
+        args = [daphne, *self._verbosity, "-e", endpoint, "mcpnest.asgi:application"]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
         _wait_for_port(self.port, self.process, "daphne")
 

@@ -225,7 +225,8 @@ async def run_calls(
             try:
                 reply = await apost(client, base, call_bytes(call_id, tool, arguments), headers, slug=slug)
             except httpx2.HTTPError as exc:
-                outcome.failures[call_id] = f"{type(exc).__name__}: {exc}"
+                # The cause says what the transport saw (a reset, an early close, a timeout).
+                outcome.failures[call_id] = f"{type(exc).__name__}: {exc} ({exc.__cause__!r})"
                 continue
             outcome.replies[call_id] = reply
 

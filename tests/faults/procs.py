@@ -24,10 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.gateway.daphne import subprocess_database_url  # noqa: F401 - re-exported for the fault tests
+from tests.gateway.daphne import (
+    daphne_command,
+    subprocess_database_url,  # noqa: F401 - re-exported for the fault tests
+)
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent  # the venv's bin (daphne lives next to python)
 PYTHON = sys.executable
 SETTINGS = "mcpnest.settings.test"
 
@@ -196,7 +198,7 @@ class GatewayProcess:
         assert not self.alive(), f"{self} is already running"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "mcpnest.asgi:application"]
+        args = daphne_command(self.port)
         with self.log.open("ab") as out:
             out.write(f"\n===== start #{self.starts} of {self.name} on port {self.port} =====\n".encode())
             out.flush()

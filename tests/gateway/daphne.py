@@ -77,6 +77,16 @@ def subprocess_database_url() -> str:
     return f"postgres://{credentials}@{host}:{port}/{quote(settings['NAME'], safe='')}"
 
 
+def daphne_command(port: int, *options: str) -> list[str]:
+    """``daphne`` serving ``mcpnest.asgi`` on 127.0.0.1:``port``, as the README runs it: with a
+    listen backlog of 1024, not Twisted's 50, so that a burst of new connections waits in the
+    kernel's accept queue instead of overflowing it (an overflowed queue drops handshakes and,
+    under load, resets connections that already sent their request)."""
+    daphne = str(Path(sys.executable).with_name("daphne"))
+    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+    return [daphne, *options, "-e", endpoint, "mcpnest.asgi:application"]
+
+
 @pytest.fixture
 def gateway(tmp_path):
     """Start the real gateway (daphne) on the test database; returns its base URL.
@@ -93,9 +103,7 @@ def gateway(tmp_path):
                 "DJANGO_SETTINGS_MODULE": "mcpnest.settings.test",
                 "DATABASE_URL": subprocess_database_url(),
             }
-            daphne = str(Path(sys.executable).with_name("daphne"))
-            args = [daphne, "-b", "127.0.0.1", "-p", str(port), "mcpnest.asgi:application"]
-            stack.enter_context(serving(args, port=port, env=env, log=tmp_path / f"daphne-{port}.log"))
+            stack.enter_context(serving(daphne_command(port), port=port, env=env, log=tmp_path / f"daphne-{port}.log"))
             return f"http://127.0.0.1:{port}"
 
         yield start
