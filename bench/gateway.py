@@ -71,6 +71,18 @@ few times and read the ratios. Numbers and notes: the end of this docstring.
 
 NOTES
 
+A quiet machine, 2026-11-30 (a fresh VM, nothing else running; PostgreSQL + Redis,
+``--parts throughput``, 3 rounds of 1000): direct tools/call 1164 calls/s at c=1 (p50 0.85
+ms) and 2065 at c=32; through the gateway 516 and 901. Added p50 at c=1 0.93 ms (PASS);
+c=32 throughput 44% of direct (MISS); cached tools/list p50 0.75 ms (PASS, 0.98 of direct
+throughput at c=1); 6200 calls, 6200 rows, audit_verify OK. The gateway's CPU per
+tools/call: 0.89 ms at c=1, 0.71 ms at c=32. What that means for the c=32 target on 2
+cores: the direct baseline spends ~0.97 ms of CPU per call (client + upstream), so with
+0.71 ms more in the gateway the best a CPU-bound run can show is 0.97 / 1.68 = 58%; 70%
+needs the gateway at <= 0.42 ms per call, i.e. 40% less than today. The largest pieces left
+(py-spy, below): Twisted/daphne, the audit recorder's replay thread (Django's bulk_create
+compiling the INSERT per batch, in the same process and GIL) and Django's handler.
+
 Before/after the rate limiter stopped making a Redis round trip per request (``relay.shared``:
 hits leased from Redis in batches, ended sessions read from a Redis stream in the
 background), PostgreSQL + Redis, ``--calls 600``, on a day the VM was shared with several

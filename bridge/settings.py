@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class SettingsError(Exception):
@@ -25,7 +28,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        command = tuple(shlex.split(env.get("MCP_COMMAND", "")))
+        required_env = tuple(n.strip() for n in env.get("MCP_REQUIRED_ENV", "").split(",") if n.strip())
+        command = tuple(_expand(arg, required_env, env) for arg in shlex.split(env.get("MCP_COMMAND", "")))
         if not command:
             raise SettingsError("MCP_COMMAND is empty: set it to the command that starts the stdio MCP server")
         try:
@@ -33,7 +37,7 @@ class Settings:
                 command=command,
                 host=env.get("BRIDGE_HOST", "").strip() or cls.host,
                 port=int(env.get("BRIDGE_PORT", "").strip() or cls.port),
-                required_env=tuple(n.strip() for n in env.get("MCP_REQUIRED_ENV", "").split(",") if n.strip()),
+                required_env=required_env,
                 handshake_timeout=float(env.get("BRIDGE_HANDSHAKE_TIMEOUT", "").strip() or cls.handshake_timeout),
             )
         except ValueError as exc:
@@ -43,3 +47,10 @@ class Settings:
         """The required variables that are unset or blank."""
         env = os.environ if env is None else env
         return [name for name in self.required_env if not env.get(name, "").strip()]
+
+
+def _expand(arg: str, names: tuple[str, ...], env: Mapping[str, str]) -> str:
+    """``${NAME}`` in an argument becomes NAME's value, for the server's own variables
+    (MCP_REQUIRED_ENV) only: servers that take a credential as an argument (a database URL)
+    get it without a shell, and no other variable of the container can be read this way."""
+    return _REFERENCE.sub(lambda m: env.get(m.group(1), "") if m.group(1) in names else m.group(0), arg)

@@ -11,5 +11,6 @@ urlpatterns = [
     path("workspaces/<slug:slug>/tokens/", include("apps.tokens.api.urls")),
     path("workspaces/<slug:slug>/audit/", include("apps.audit.api.urls")),
     path("workspaces/<slug:slug>/gateway/", include("apps.gateway.api.urls")),
+    path("workspaces/<slug:slug>/hosting/", include("apps.hosting.api.urls")),
     path("me/", include("apps.accounts.api.urls")),
 ]

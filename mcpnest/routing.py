@@ -1,3 +1,9 @@
-"""WebSocket routes. Hosted-server deploy consoles will register here."""
+"""WebSocket routes: the hosted servers' live deploy consoles."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from apps.hosting.consumers import InstanceConsole
+
+websocket_urlpatterns = [
+    path("ws/w/<str:slug>/instances/<int:instance_id>/console/", InstanceConsole.as_asgi()),
+]

@@ -55,3 +55,32 @@ document.addEventListener("click", async (event) => {
   };
   setTimeout(poll, 2000);
 })();
+
+// Deploy forms on the Hosted tab: <form data-deploy-form>. Its button stays disabled until
+// every required input has a value (spaces alone do not count), with a hint saying why, and
+// once pressed (a deploy waits seconds for the server's health check: one click, one deploy).
+// Without JavaScript the button works and the server names what is missing.
+(() => {
+  for (const form of document.querySelectorAll("form[data-deploy-form]")) {
+    const button = form.querySelector("button[type=submit]");
+    if (!button) continue;
+    const hint = form.querySelector("[data-fill-hint]");
+    const required = [...form.querySelectorAll("input[required], select[required], textarea[required]")];
+    const label = button.textContent;
+    const update = () => {
+      const missing = required.some((input) => !input.value.trim());
+      button.disabled = missing;
+      button.textContent = label;
+      if (hint) hint.hidden = !missing;
+    };
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
+    form.addEventListener("submit", () => {
+      button.disabled = true;
+      button.textContent = label.trim() === "Deploy" ? "Deploying…" : "Sending…";
+    });
+    // Back to this page from the browser's cache: the button as the inputs say, not "Deploying…".
+    window.addEventListener("pageshow", (event) => event.persisted && update());
+    update();
+  }
+})();

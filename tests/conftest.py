@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from apps.accounts.models import User
+from apps.hosting import runtimes
 from apps.rbac.access import Access, access_for
 from apps.rbac.roles import Role
 from apps.workspaces.models import Workspace
@@ -83,3 +84,14 @@ def client_for():
 def require_postgres(db):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)")
+
+
+@pytest.fixture(autouse=True)
+def hosted_processes(tmp_path, monkeypatch):
+    """Whatever a test deploys with the process runtime (the demo seeds one, say) runs under
+    a runtime of the test's own and is stopped after it; nothing outlives the test."""
+    runtime = runtimes.ProcessRuntime(log_dir=tmp_path / "hosted")
+    monkeypatch.setattr(runtimes, "_process_runtime", runtime)
+    yield runtime
+    for pid in list(runtime._children):
+        runtime.stop(str(pid))

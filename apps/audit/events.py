@@ -39,6 +39,9 @@ class Action(StrEnum):
     TOOL_REAPPROVED = "tool.reapproved"
     TOOL_PIN_REJECTED = "tool.rejected"
     # Hosted servers (apps.hosting)
+    INSTANCE_REQUESTED = "instance.requested"
+    INSTANCE_APPROVED = "instance.approved"
+    INSTANCE_REJECTED = "instance.rejected"
     INSTANCE_DEPLOYED = "instance.deployed"
     INSTANCE_FAILED = "instance.failed"
     INSTANCE_TERMINATED = "instance.terminated"

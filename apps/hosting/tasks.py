@@ -24,3 +24,8 @@ def instance_terminate_run(instance_id: int) -> None:
 @shared_task(name="apps.hosting.tasks.instance_health_sweep", time_limit=120, soft_time_limit=100)
 def instance_health_sweep() -> int:
     return services.instance_health_sweep()
+
+
+@shared_task(name="apps.hosting.tasks.instance_reconcile", time_limit=120, soft_time_limit=100)
+def instance_reconcile() -> tuple[int, int]:
+    return services.instance_reconcile()

@@ -13,6 +13,7 @@ from apps.audit.events import ACTION_CHOICES
 from apps.core.errors import RuleViolation
 from apps.gateway.selectors import ServerTools
 from apps.gateway.services import parse_header, parse_rule, server_url_check, url_without_credentials
+from apps.hosting.models import AllowedImage, Profile
 from apps.rbac.roles import ASSIGNABLE, Role
 from apps.tokens.services import MAX_EXPIRY_DAYS
 from apps.workspaces.models import Enforcement, Membership, Plan
@@ -327,3 +328,68 @@ class AllowlistForm(PortalForm):
             ]
             groups.append((server, boxes))
         return groups
+
+
+# --- Hosted servers -------------------------------------------------------------------
+
+ENV_FIELD = "env_"  # a credential's input is named after its variable: env_NOTES_API_KEY
+
+
+class DeployForm(PortalForm):
+    """Deploy (or, for a Member, request) one catalog image: a profile and one input per
+    variable the image lists.
+
+    Credentials are optional here on purpose: ``instance_deploy`` names what is missing and
+    the page shows its message, so the rule lives in one place. The inputs of required ones
+    carry ``required`` for the browser (and portal.js). Password inputs never render their
+    value, so a refused POST does not send a credential back to the browser.
+    """
+
+    profile = forms.ChoiceField(choices=Profile.choices)
+
+    def __init__(self, *args, image: AllowedImage, **kwargs):
+        # One form per catalog card on the same page: the image's slug keeps their ids apart.
+        kwargs.setdefault("prefix", image.slug)
+        super().__init__(*args, **kwargs)
+        self.image = image
+        self.fields["profile"].initial = image.default_profile
+        if image.egress == AllowedImage.Egress.OPEN:
+            self.fields["egress"] = forms.BooleanField(
+                label="Allow outbound network access",
+                required=False,
+                help_text=(
+                    "It calls an outside service and needs this to work. Without it, an isolating runtime "
+                    "lets it reach nothing beyond the workspace."
+                ),
+            )
+        for var in image.required_env_vars:
+            secret = var.get("type") == "password"
+            attrs = {"autocomplete": "off", "spellcheck": "false"}
+            if var.get("required", True):
+                attrs["required"] = True
+            field = forms.CharField(
+                label=var.get("label") or var["key"],
+                help_text=var.get("help") or "",
+                required=False,
+                strip=not secret,  # a credential goes to the server exactly as typed
+                widget=forms.PasswordInput(attrs=attrs) if secret else forms.TextInput(attrs=attrs),
+            )
+            field.env_key = var["key"]
+            name = f"{ENV_FIELD}{var['key']}"
+            self.fields[name] = field
+            # The page always describes the input (its variable, then any help), so say so.
+            field.widget.attrs["aria-describedby"] = f"{self[name].auto_id}_helptext"
+
+    def egress_choice(self) -> str:
+        return AllowedImage.Egress.OPEN if self.cleaned_data.get("egress") else AllowedImage.Egress.NONE
+
+    def credential_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name.startswith(ENV_FIELD)]
+
+    def env(self) -> dict[str, str]:
+        """The credentials as typed, by variable (empty ones too: the service drops them)."""
+        return {
+            self.fields[name].env_key: value
+            for name, value in self.cleaned_data.items()
+            if name.startswith(ENV_FIELD) and value is not None
+        }

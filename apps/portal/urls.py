@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.portal.views import api_keys, audit, connect, members, security, servers, tokens, workspaces
+from apps.portal.views import api_keys, audit, connect, hosting, members, security, servers, tokens, workspaces
 
 app_name = "portal"
 
@@ -35,6 +35,12 @@ urlpatterns = [
     path("w/<str:slug>/security/allowlist/<int:pk>/", security.allowlist_edit, name="security-allowlist"),
     path("w/<str:slug>/security/pins/<int:pk>/approve/", security.pin_approve, name="security-pin-approve"),
     path("w/<str:slug>/security/pins/<int:pk>/reject/", security.pin_reject, name="security-pin-reject"),
+    path("w/<str:slug>/hosted/", hosting.hosted, name="hosted"),
+    path("w/<str:slug>/hosted/deploy/<slug:image_slug>/", hosting.hosted_deploy, name="hosted-deploy"),
+    path("w/<str:slug>/hosted/<int:pk>/", hosting.hosted_instance, name="hosted-instance"),
+    path("w/<str:slug>/hosted/<int:pk>/approve/", hosting.hosted_approve, name="hosted-approve"),
+    path("w/<str:slug>/hosted/<int:pk>/reject/", hosting.hosted_reject, name="hosted-reject"),
+    path("w/<str:slug>/hosted/<int:pk>/terminate/", hosting.hosted_terminate, name="hosted-terminate"),
     path("invitations/<str:secret>/", members.invitation, name="invitation-accept"),
     path("account/api-keys/", api_keys.api_keys, name="api-keys"),
     path("account/api-keys/<int:pk>/revoke/", api_keys.api_key_revoke, name="api-key-revoke"),

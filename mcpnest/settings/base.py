@@ -159,7 +159,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Containers without a live instance removed; running instances without one failed.
+    "hosting-reconcile": {
+        "task": "apps.hosting.tasks.instance_reconcile",
+        "schedule": 5 * 60.0,
+        "options": {"expires": 5 * 60},
+    },
 }
+# Hosted-server tasks wait on containers (a deploy up to MCPNEST_HOSTING_START_TIMEOUT): they
+# get their own queue, so that audit and gateway work never waits behind them. Run a worker
+# for it: celery -A mcpnest worker -Q hosting (or -Q celery,hosting for one worker).
+CELERY_TASK_ROUTES = {"apps.hosting.tasks.*": {"queue": "hosting"}}
 
 # --- Auth: allauth (email + password, TOTP via allauth.mfa) -------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -293,7 +303,8 @@ MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT = env_int("MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT
 
 # --- Hosted MCP servers (apps.hosting) ----------------------------------------
 # Where hosted servers run: "process" (the bridge as a local subprocess with rlimits; NOT
-# isolated, the embedded default) or "docker" (not available yet).
+# isolated, the embedded default) or "docker" (hardened containers of the runtime image on
+# the Docker engine DOCKER_HOST names, or the local socket; see README "Hosted servers").
 MCPNEST_HOSTING_RUNTIME = env_str("MCPNEST_HOSTING_RUNTIME", "process")
 # Seconds a deploy waits for the instance's /healthz before it is marked failed.
 MCPNEST_HOSTING_START_TIMEOUT = env_int("MCPNEST_HOSTING_START_TIMEOUT", 30)

@@ -15,6 +15,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from bridge.settings import Settings
 from tests.bridge.clients import sdk_client, text_of
 from tests.bridge.conftest import PYTHON_SERVER
 
@@ -206,3 +207,22 @@ def test_a_command_that_does_not_exist_is_reported(start_bridge):
 
 def test_python_server_command_is_split_like_a_shell():
     assert PYTHON_SERVER.split()[-1].endswith("stdio_server.py")
+
+
+def test_the_servers_own_variables_are_expanded_in_its_arguments_and_no_others():
+    env = {
+        "MCP_COMMAND": "mcp-server-postgres ${POSTGRES_URL} --label '${POSTGRES_URL}x' ${SECRET_KEY} $HOME",
+        "MCP_REQUIRED_ENV": "POSTGRES_URL",
+        "POSTGRES_URL": "postgres://u:p w@db/x",
+        "SECRET_KEY": "not-for-the-server",
+    }
+    command = Settings.from_env(env).command
+    # One argument each, spaces and all: no shell, no word splitting after expansion.
+    assert command == (
+        "mcp-server-postgres",
+        "postgres://u:p w@db/x",
+        "--label",
+        "postgres://u:p w@db/xx",
+        "${SECRET_KEY}",
+        "$HOME",
+    )

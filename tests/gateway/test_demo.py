@@ -3,6 +3,7 @@ through the gateway, and the demo's audit rows name that server and those tools.
 
 from __future__ import annotations
 
+import importlib
 import re
 from io import StringIO
 
@@ -13,6 +14,7 @@ from django.core.management import call_command
 from apps.audit.models import ToolCall
 from apps.gateway import demo_upstream
 from apps.gateway.models import ToolPin, UpstreamServer
+from apps.hosting.models import AllowedImage, Instance
 from tests.gateway.test_transport import ACCEPT, rpc
 from tests.gateway.upstream import running
 
@@ -27,6 +29,9 @@ def demo_server(monkeypatch):
 
 
 async def test_the_demo_token_lists_and_calls_real_tools(demo_server, asgi_client):
+    # The catalog's notes entry, as the data migration seeds it (transactional tests empty tables).
+    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
+    await AllowedImage.objects.aget_or_create(slug="notes", defaults=seeded)
     out = StringIO()
     await sync_to_async(call_command)("seed_demo", stdout=out)
     printed = out.getvalue()
@@ -46,7 +51,11 @@ async def test_the_demo_token_lists_and_calls_real_tools(demo_server, asgi_clien
         added = await client.post(
             "/api/gw/demo", json=rpc("tools/call", id=3, name="add", arguments={"a": 2, "b": 3}), headers=headers
         )
-    assert {tool["name"] for tool in listed["result"]["tools"]} == set(demo_upstream.TOOLS)
+    # The demo's own server, and the hosted notes server the demo deployed (process runtime).
+    hosted = await Instance.objects.select_related("image").aget(workspace__slug="demo", image__slug="notes")
+    assert hosted.status == Instance.Status.RUNNING, hosted.error
+    notes = {f"{hosted.tool_prefix}{name}" for name in ("add_note", "list_notes", "search_notes")}
+    assert {tool["name"] for tool in listed["result"]["tools"]} == set(demo_upstream.TOOLS) | notes
     assert added.json()["result"]["content"][0]["text"] == "5"
 
     # The demo's history names only servers and tools that exist.

@@ -10,6 +10,7 @@ import pytest
 from apps.hosting import runtimes
 from apps.hosting.models import AllowedImage
 from tests.gateway.conftest import asgi_client, issue, relay_gateway  # noqa: F401 - fixtures
+from tests.gateway.daphne import gateway  # noqa: F401 - the real gateway (daphne), a fixture
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,9 @@ from django.core.management import call_command
 from apps.audit.models import AuditEvent
 from apps.core.errors import RuleViolation
 from apps.gateway.models import ToolPin, UpstreamServer
-from apps.hosting import services
+from apps.hosting import runtimes, services
 from apps.hosting.models import AllowedImage, Instance
-from apps.hosting.runtimes import runtime_for_settings
+from apps.hosting.runtimes import ProcessRuntime, runtime_for_settings
 from apps.hosting.services import instance_deploy, instance_health_sweep, instance_terminate
 from apps.rbac.access import PermissionDenied
 from tests.factories import UserFactory
@@ -55,9 +55,13 @@ async def test_deploy_serves_tools_through_the_gateway_then_terminate(cast, note
         session = (await client.post(URL, json=hello, headers=ACCEPT)).headers["mcp-session-id"]
         headers = {**ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
         listed = await _call(client, headers, "tools/list", 2)
-        await _call(client, headers, "tools/call", 3, name="add_note", arguments={"text": "buy milk"})
-        found = await _call(client, headers, "tools/call", 4, name="search_notes", arguments={"query": "MILK"})
-    assert {tool["name"] for tool in listed["result"]["tools"]} == {"add_note", "list_notes", "search_notes"}
+        add, search = f"notes-{instance.pk}_add_note", f"notes-{instance.pk}_search_notes"
+        await _call(client, headers, "tools/call", 3, name=add, arguments={"text": "buy milk"})
+        found = await _call(client, headers, "tools/call", 4, name=search, arguments={"query": "MILK"})
+    # Namespaced by instance: two notes servers in one workspace never collide.
+    assert {tool["name"] for tool in listed["result"]["tools"]} == {
+        f"notes-{instance.pk}_{name}" for name in ("add_note", "list_notes", "search_notes")
+    }
     assert "buy milk" in found["result"]["content"][0]["text"]
 
     stopped = await sync_to_async(lambda: instance_terminate(access=cast.access(cast.bob), instance=instance))()
@@ -106,8 +110,11 @@ def test_the_plan_limit_refuses_the_fourth_on_team(cast, notes):
 def test_only_owners_and_admins_of_the_workspace_deploy_and_terminate(cast, notes):
     with pytest.raises(PermissionDenied):
         instance_deploy(access=cast.access(cast.dave, cast.acme), image=notes, env={})  # outsider
+    asked = instance_deploy(access=cast.access(cast.carol), image=notes, env={})  # a Member only asks
+    assert asked.status == Instance.Status.REQUESTED and not asked.runtime_id
     with pytest.raises(PermissionDenied):
-        instance_deploy(access=cast.access(cast.carol), image=notes, env={})  # Member
+        instance_terminate(access=cast.access(cast.carol), instance=asked)
+    asked.delete()
     theirs = Instance.objects.create(workspace=cast.acme, image=notes, status=Instance.Status.RUNNING)
     with pytest.raises(RuleViolation, match="another workspace"):
         instance_terminate(access=cast.access(cast.dave, cast.globex), instance=theirs)
@@ -170,9 +177,15 @@ def test_the_operator_commands(cast, notes):
     assert out.getvalue().strip() == f"Instance {instance.pk}: stopped."
 
 
-def test_the_runtime_is_chosen_by_a_setting(settings):
+def test_the_runtime_is_chosen_by_a_setting(settings, monkeypatch, tmp_path):
+    assert isinstance(runtime_for_settings(), ProcessRuntime)
     settings.MCPNEST_HOSTING_RUNTIME = "docker"
-    with pytest.raises(ImproperlyConfigured, match="not available yet"):
+    monkeypatch.setattr(runtimes, "_docker_runtime", None)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(ImproperlyConfigured, match="no Docker engine answers"):
+        runtime_for_settings()
+    settings.MCPNEST_HOSTING_RUNTIME = "kubernetes"
+    with pytest.raises(ImproperlyConfigured, match="must be process or docker"):
         runtime_for_settings()
 
 

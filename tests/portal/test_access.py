@@ -23,6 +23,7 @@ def _pages(slug: str) -> list[str]:
         reverse("portal:tokens", args=[slug]),
         reverse("portal:audit", args=[slug]),
         reverse("portal:audit-export", args=[slug]) + "?format=csv",
+        reverse("portal:hosted", args=[slug]),
     ]
 
 
@@ -38,6 +39,8 @@ def _actions(slug: str, objects) -> list[tuple[str, dict]]:
         (reverse("portal:tokens", args=[slug]), {"name": "mine", "holder": "workspace"}),
         (reverse("portal:token-revoke", args=[slug, objects.carol_token.token.pk]), {"confirm": "yes"}),
         (reverse("portal:token-revoke", args=[slug, objects.workspace_token.token.pk]), {"confirm": "yes"}),
+        # The gate answers before the image is looked up; instances' URLs: tests/portal/test_hosting.py.
+        (reverse("portal:hosted-deploy", args=[slug, "notes"]), {"notes-profile": "small"}),
     ]
 
 
@@ -116,9 +119,9 @@ def test_members_of_one_workspace_cannot_reach_objects_of_another_through_their_
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
-        ("alice", {"workspace": 200, "members": 200, "tokens": 200, "audit": 200}),
-        ("bob", {"workspace": 200, "members": 200, "tokens": 200, "audit": 200}),
-        ("carol", {"workspace": 200, "members": 403, "tokens": 200, "audit": 403}),
+        ("alice", {"workspace": 200, "members": 200, "tokens": 200, "audit": 200, "hosted": 200}),
+        ("bob", {"workspace": 200, "members": 200, "tokens": 200, "audit": 200, "hosted": 200}),
+        ("carol", {"workspace": 200, "members": 403, "tokens": 200, "audit": 403, "hosted": 200}),
     ],
 )
 def test_each_role_reaches_its_pages(cast, signed_in, who, expected):

@@ -3,6 +3,7 @@ issue a token and see it exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -73,11 +74,14 @@ def browser() -> Iterator[Callable[[], object]]:
 
 def _submit(driver, button) -> None:
     """Click a submit button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     button.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
+    # Mid-navigation, Chromium sometimes answers "Node ... does not belong to the document"
+    # instead of "stale element": the page is being replaced either way, so ask again.
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(expected_conditions.staleness_of(button))
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
@@ -396,3 +400,236 @@ def test_other_workspace_pages_fit_a_phone(live_server, browser, cast, page):
     driver.get(f"{live_server.url}/w/acme/{page}")
     width = driver.execute_script(PAGE_WIDTH)
     assert width["scroll"] <= width["inner"] and width["scroll"] <= width["client"], (page, width)
+
+
+# --- Hosted servers: the Hosted tab and the deploy console ---------------------------
+
+
+@pytest.fixture
+def hosted_notes(tmp_path, monkeypatch):
+    """The notes catalog entry (transactional tests empty the tables) and a ProcessRuntime of
+    this test's own, whatever it started stopped after (as in tests/hosting/conftest.py)."""
+    import importlib
+
+    from apps.hosting import runtimes
+    from apps.hosting.models import AllowedImage
+
+    runtime = runtimes.ProcessRuntime(log_dir=tmp_path / "hosting")
+    monkeypatch.setattr(runtimes, "_process_runtime", runtime)
+    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
+    yield AllowedImage.objects.get_or_create(slug="notes", defaults=seeded)[0]
+    for pid in list(runtime._children):
+        runtime.stop(str(pid))
+
+
+def test_owner_deploys_a_hosted_server_from_the_tab_and_sees_it_running(live_server, browser, cast, hosted_notes):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from apps.hosting.models import AllowedImage, Instance
+
+    AllowedImage.objects.create(
+        slug="keyed",
+        name="Keyed notes",
+        image="local/process",
+        mcp_command="python -m apps.hosting.servers.notes --require NOTES_API_KEY",
+        required_env_vars=[{"key": "NOTES_API_KEY", "label": "API key", "type": "password", "required": True}],
+    )
+    alice = browser()
+    _sign_in(alice, live_server.url, cast.alice.email)
+    alice.get(f"{live_server.url}/w/acme/")
+    alice.find_element(By.LINK_TEXT, "Hosted").click()
+    WebDriverWait(alice, 15).until(lambda d: d.find_elements(By.ID, "catalog"))
+    assert "0 of 3 running" in alice.find_element(By.ID, "plan-usage").text
+    assert "Not isolated." in alice.find_element(By.ID, "not-isolated").text
+
+    # A server that needs a credential: Deploy waits until it is given (spaces do not count).
+    keyed = alice.find_element(By.ID, "image-keyed")
+    deploy_keyed = keyed.find_element(By.XPATH, ".//button[normalize-space()='Deploy']")
+    key = keyed.find_element(By.CSS_SELECTOR, "input[type=password]")
+    assert not deploy_keyed.is_enabled()
+    assert keyed.find_element(By.CSS_SELECTOR, "[data-fill-hint]").is_displayed()
+    key.send_keys("   ")
+    assert not deploy_keyed.is_enabled()
+    key.send_keys("k3y")
+    assert deploy_keyed.is_enabled()
+    assert not keyed.find_element(By.CSS_SELECTOR, "[data-fill-hint]").is_displayed()
+
+    # notes needs nothing: its Deploy is enabled from the start.
+    notes = alice.find_element(By.ID, "image-notes")
+    _submit(alice, notes.find_element(By.XPATH, ".//button[normalize-space()='Deploy']"))
+    instance = Instance.objects.get(workspace=cast.acme)
+    assert (instance.status, instance.healthy) == (Instance.Status.RUNNING, True), instance.error
+    assert alice.current_url == f"{live_server.url}/w/acme/hosted/{instance.pk}/"
+    assert f"running as {instance.server_slug}" in _messages(alice)
+
+    # live_server speaks no WebSocket: the console says it is closed, and the page as loaded
+    # (status, outcome, last lines) stays.
+    state = alice.find_element(By.CSS_SELECTOR, "[data-console-state]")
+    WebDriverWait(alice, 15).until(lambda d: state.text.startswith("Closed"))
+    assert "live updates are not available here" in state.text
+    assert alice.find_element(By.CSS_SELECTOR, "[data-console-status]").text == "Running"
+    outcome = alice.find_element(By.CSS_SELECTOR, "[data-outcome='healthy']")
+    assert outcome.is_displayed()
+    assert f"RUNNING + HEALTHY: its tools are in the gateway's tools/list as {instance.tool_prefix}tool" in outcome.text
+    assert not alice.find_element(By.CSS_SELECTOR, "[data-outcome='failed']").is_displayed()
+    log = alice.find_element(By.CSS_SELECTOR, "pre[role=log]")
+    assert log.get_attribute("aria-live") == "polite" and log.text.strip()
+    alice.save_screenshot(str(Path(tempfile.gettempdir()) / "portal-hosted-instance.png"))
+
+    alice.find_element(By.LINK_TEXT, "Hosted").click()
+    row = WebDriverWait(alice, 15).until(lambda d: d.find_element(By.ID, f"instance-{instance.pk}")).text
+    assert instance.server_slug in row and "Running" in row and "healthy" in row
+    assert "1 of 3 running" in alice.find_element(By.ID, "plan-usage").text
+    alice.save_screenshot(str(Path(tempfile.gettempdir()) / "portal-hosted.png"))
+
+
+# A WebSocket the test drives: console.js's side of the protocol, without a second server.
+FAKE_WEBSOCKET = """
+window.__sockets = [];
+window.WebSocket = class {
+  constructor(url) { this.url = url; this.listeners = {}; this.closedWith = null; window.__sockets.push(this); }
+  addEventListener(type, listener) { (this.listeners[type] = this.listeners[type] || []).push(listener); }
+  fire(type, event) { for (const listener of this.listeners[type] || []) listener(event); }
+  open() { this.fire("open", {}); }
+  emit(message) { this.fire("message", { data: JSON.stringify(message) }); }
+  close(code) { this.closedWith = code === undefined ? 1005 : code; this.fire("close", { code: this.closedWith }); }
+};
+"""
+
+
+@pytest.mark.parametrize("ending", ["healthy", "failed"])
+def test_the_console_follows_a_deploy_until_it_settles(live_server, browser, cast, hosted_notes, ending):
+    from selenium.webdriver.common.by import By
+
+    from apps.hosting.models import Instance
+
+    instance = Instance.objects.create(
+        workspace=cast.acme, image=hosted_notes, status=Instance.Status.STARTING, created_by=cast.alice
+    )
+    alice = browser()
+    _sign_in(alice, live_server.url, cast.alice.email)
+    alice.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_WEBSOCKET})
+    alice.get(f"{live_server.url}/w/acme/hosted/{instance.pk}/")
+    state = alice.find_element(By.CSS_SELECTOR, "[data-console-state]")
+    pane = alice.find_element(By.CSS_SELECTOR, "pre[role=log]")
+    assert alice.execute_script("return window.__sockets[0].url") == (
+        f"{live_server.url.replace('http', 'ws', 1)}/ws/w/acme/instances/{instance.pk}/console/"
+    )
+    assert state.text == "Connecting…"
+
+    def send(message: dict | None = None) -> None:
+        alice.execute_script("const s = window.__sockets[0]; arguments[0] ? s.emit(arguments[0]) : s.open();", message)
+
+    send()
+    assert state.text.startswith("Connected")
+    status = {"status_label": "Starting", "status": "starting", "healthy": False, "settled": False, "error": ""}
+    send({"kind": "snapshot", **status, "lines": ["bridge: starting notes"], "cursor": 20})
+    send({"kind": "log", "lines": ["an old line"], "cursor": 20})  # at the snapshot's cursor: already shown
+    send({"kind": "log", "lines": ["bridge: ready on /mcp"], "cursor": 40})
+    assert pane.text == "bridge: starting notes\nbridge: ready on /mcp"
+    assert alice.find_element(By.CSS_SELECTOR, "[data-outcome='starting']").is_displayed()
+    if ending == "healthy":
+        send({"kind": "status", **status, "status": "running", "status_label": "Running", "healthy": True})
+        shown = alice.find_element(By.CSS_SELECTOR, "[data-outcome='healthy']")
+        assert f"RUNNING + HEALTHY: its tools are in the gateway's tools/list as notes-{instance.pk}_tool" in shown.text
+        assert alice.find_element(By.CSS_SELECTOR, "[data-console-status]").text == "Running"
+        assert not alice.find_element(By.CSS_SELECTOR, "[data-console-error]").is_displayed()
+    else:
+        error = "The server exited before it was ready.\nnotes: NOTES_API_KEY is not set"
+        send(
+            {"kind": "status", **status, "status": "failed", "status_label": "Failed", "settled": True, "error": error}
+        )
+        assert alice.find_element(By.CSS_SELECTOR, "[data-outcome='failed']").is_displayed()
+        assert alice.find_element(By.CSS_SELECTOR, "[data-console-error] pre").text == error
+        assert "failed" in alice.find_element(By.CSS_SELECTOR, "[data-console-status]").get_attribute("class")
+    assert not alice.find_element(By.CSS_SELECTOR, "[data-outcome='starting']").is_displayed()
+    # Nothing more will come: the console closed itself, and offers the page's new actions.
+    assert alice.execute_script("return window.__sockets[0].closedWith") == 1000
+    assert state.text.startswith("Closed") and "Reload for its current actions" in state.text
+    assert alice.execute_script("return window.__sockets.length") == 1  # and does not reconnect
+
+
+def test_the_hosted_pages_fit_a_phone(live_server, browser, cast, hosted_notes):
+    from apps.hosting.models import Instance
+
+    instance = Instance.objects.create(
+        workspace=cast.acme,
+        image=hosted_notes,
+        status=Instance.Status.FAILED,
+        error="The server exited before it was ready.\n" + "a-very-long-log-line-without-any-spaces-" * 8,
+        created_by=cast.carol,
+    )
+    driver = browser()
+    _sign_in(driver, live_server.url, cast.alice.email)
+    _viewport(driver, 375, 800)
+    for page in ("hosted/", f"hosted/{instance.pk}/"):
+        driver.get(f"{live_server.url}/w/acme/{page}")
+        width = driver.execute_script(PAGE_WIDTH)
+        assert width["scroll"] <= width["inner"] and width["scroll"] <= width["client"], (page, width)
+        tables = driver.execute_script(TABLES)
+        assert all(t["wrapped"] and t["inside"] for t in tables), (page, tables)
+        _viewport(driver, 375, 2400)
+        driver.save_screenshot(str(Path(tempfile.gettempdir()) / f"portal-{page.replace('/', '-')}375.png"))
+        _viewport(driver, 375, 800)
+
+
+def test_a_deploy_streams_over_a_real_websocket_then_its_tools_answer_and_it_terminates(
+    transactional_db, browser, cast, gateway
+):
+    """The whole path under daphne (HTTP and WebSockets, as production serves them): the
+    Owner deploys from the Hosted tab, the instance page's console connects, follows it to
+    RUNNING + HEALTHY and closes itself; a Member's token calls its tool through the gateway
+    with the SDK client; Terminate stops it."""
+    import asyncio
+    import importlib
+    import os
+    import signal
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from apps.hosting.models import AllowedImage, Instance
+    from apps.tokens.services import token_create
+
+    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
+    AllowedImage.objects.get_or_create(slug="notes", defaults=seeded)
+    base = gateway()
+    alice = browser()
+    _sign_in(alice, base, cast.alice.email)
+    alice.get(f"{base}/w/acme/hosted/")
+    notes = alice.find_element(By.ID, "image-notes")
+    _submit(alice, notes.find_element(By.XPATH, ".//button[normalize-space()='Deploy']"))
+    instance = Instance.objects.select_related("image").get(workspace=cast.acme)
+    try:
+        assert (instance.status, instance.healthy) == (Instance.Status.RUNNING, True), instance.error
+        assert alice.current_url == f"{base}/w/acme/hosted/{instance.pk}/"
+        state = alice.find_element(By.CSS_SELECTOR, "[data-console-state]")
+        # Connected, got the snapshot (running and healthy), closed itself: the live path.
+        WebDriverWait(alice, 15).until(lambda d: state.text.startswith("Closed: it runs and is healthy"))
+        assert alice.find_element(By.CSS_SELECTOR, "[data-outcome='healthy']").is_displayed()
+        assert "bridge: ready" in alice.find_element(By.CSS_SELECTOR, "pre[role=log]").text
+
+        token = token_create(access=cast.access(cast.alice), member=cast.carol).raw
+        tool = f"{instance.tool_prefix}add_note"
+
+        async def call():
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            async with http, Client(streamable_http_client(f"{base}/api/gw/acme", http_client=http)) as client:
+                return await client.call_tool(tool, {"text": "from the browser test"})
+
+        assert asyncio.run(call()).content[0].text == "note 1 saved"
+
+        alice.find_element(By.LINK_TEXT, "Terminate…").click()
+        WebDriverWait(alice, 15).until(lambda d: "/terminate/" in d.current_url)
+        _submit(alice, alice.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+        instance.refresh_from_db()
+        assert instance.status == Instance.Status.STOPPED
+    finally:  # the bridge runs in its own session: never leave it behind a failed assertion
+        instance.refresh_from_db()
+        if instance.runtime_id and instance.status != Instance.Status.STOPPED:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(instance.runtime_id), signal.SIGKILL)

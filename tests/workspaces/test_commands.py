@@ -135,6 +135,7 @@ def test_seed_demo_builds_a_demo_and_is_idempotent(db, monkeypatch):
     assert ToolCall.objects.filter(workspace=workspace).count() == 50
     actions = set(AuditEvent.objects.filter(workspace=workspace).values_list("action", flat=True))
     assert {Action.WORKSPACE_CREATED, Action.MEMBER_ADDED, Action.TOKEN_CREATED, Action.TOKEN_REVOKED} <= actions
+    assert Action.INSTANCE_DEPLOYED in actions  # the hosted notes server, with the process runtime
     assert all(isinstance(result, chain.ChainReport) for result in _verify(workspace))
 
     before = counts()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 
 from apps.gateway import selectors
+from apps.hosting import selectors as hosting_selectors
 from apps.rbac.access import Access
 from apps.rbac.roles import Capability
 
@@ -24,3 +25,11 @@ def approvals_waiting(access: Access) -> int:
     if not (servers or pins):
         return 0
     return selectors.approvals_waiting(access.workspace, servers=servers, pins=pins)
+
+
+@register.simple_tag
+def deployments_waiting(access: Access) -> int:
+    """Members' hosted-server requests waiting for this member to decide (0 if they cannot)."""
+    if not access.can(Capability.MANAGE_SERVERS):
+        return 0
+    return hosting_selectors.requests_waiting(access.workspace)

@@ -21,7 +21,10 @@ def parse_env(value: str) -> tuple[str, str]:
 
 
 class Command(BaseCommand):
-    help = "Deploy a hosted server: deploy SLUG IMAGE [--profile small|medium|large] [--env KEY=VALUE]... [--wait]"
+    help = (
+        "Deploy a hosted server: deploy SLUG IMAGE [--profile small|medium|large] [--env KEY=VALUE]... "
+        "[--egress none|open] [--wait]"
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="workspace slug")
@@ -30,10 +33,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--env", action="append", default=[], metavar="KEY=VALUE", help="a credential; stored encrypted"
         )
+        parser.add_argument(
+            "--egress",
+            choices=AllowedImage.Egress.values,
+            default=AllowedImage.Egress.NONE,
+            help="open: the container may reach the network beyond its workspace (default: none)",
+        )
         parser.add_argument("--wait", action="store_true", help="wait until it is running or failed")
         parser.add_argument("--timeout", type=float, default=120.0, help="how long --wait waits, in seconds")
 
-    def handle(self, *args, slug: str, image: str, profile, env: list[str], wait: bool, timeout: float, **options):
+    def handle(
+        self, *args, slug: str, image: str, profile, env: list[str], egress: str, wait: bool, timeout: float, **options
+    ):
         workspace = workspace_active(slug)
         allowed = AllowedImage.objects.filter(slug=image).first()
         if allowed is None:
@@ -44,6 +55,7 @@ class Command(BaseCommand):
                 image=allowed,
                 profile=profile,
                 env=dict(parse_env(value) for value in env),
+                egress=egress,
             )
         except (ValidationError, RuleViolation) as exc:
             raise CommandError(one_line(exc)) from None

@@ -16,6 +16,7 @@ import time
 from datetime import timedelta
 
 from allauth.account.models import EmailAddress
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
@@ -23,9 +24,12 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.models import ToolCall
 from apps.audit.services import tool_calls_record
+from apps.core.errors import RuleViolation
 from apps.gateway import demo_upstream
 from apps.gateway.models import UpstreamServer
 from apps.gateway.services import allowlist_set, server_add
+from apps.hosting.models import AllowedImage, Instance
+from apps.hosting.services import instance_deploy, instance_health_sweep
 from apps.rbac.access import access_for
 from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
@@ -69,6 +73,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             self._tokens(workspace, demo)
             self._tool_calls(workspace)
+        self._hosted(workspace, demo)
         self.stdout.write(f"Demo ready: sign in as {DEMO_EMAIL} and open workspace '{DEMO_SLUG}' (or /admin/).")
         # Last, after everything else (make run prints the migrations first): what to sign in with.
         for line in self.credentials:
@@ -90,6 +95,26 @@ class Command(BaseCommand):
                     "start it with `python manage.py demo_upstream` (make run does)."
                 )
             )
+
+    def _hosted(self, workspace: Workspace, demo: User) -> None:
+        """A hosted server (the catalog's notes) running for the demo workspace, with the
+        runtime the settings name (the process runtime by default: not isolated). One left
+        running by an earlier ``make run`` is kept; one whose process is gone is replaced."""
+        instance_health_sweep()
+        if Instance.objects.filter(workspace=workspace, image__slug="notes").counting_against_plan().exists():
+            return
+        notes = AllowedImage.objects.filter(slug="notes").first()
+        if notes is None:
+            return
+        try:
+            instance = instance_deploy(access=access_for(user=demo, workspace=workspace), image=notes, env={})
+        except (ValidationError, RuleViolation) as exc:
+            self.stdout.write(self.style.WARNING(f"Could not deploy the hosted notes server: {exc}"))
+            return
+        if instance.status == Instance.Status.RUNNING:
+            self.stdout.write(f"Deployed the hosted server 'notes' (its tools: {instance.tool_prefix}*).")
+        else:
+            self.stdout.write(self.style.WARNING(f"The hosted notes server did not start: {instance.error}"))
 
     def _demo_user(self) -> User:
         demo = User.objects.filter(email=DEMO_EMAIL).first()
