@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.gateway",
     "apps.hosting",
+    "apps.marketplace",
     "apps.portal",
 ]
 
@@ -158,6 +159,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.hosting.tasks.instance_health_sweep",
         "schedule": 60.0,
         "options": {"expires": 60},
+    },
+    # The official MCP registry: what changed since the last run.
+    "registry-index": {
+        "task": "apps.marketplace.tasks.registry_index",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 60 * 60},
     },
     # Containers without a live instance removed; running instances without one failed.
     "hosting-reconcile": {
@@ -302,6 +309,9 @@ MCPNEST_GATEWAY_UPSTREAM_TIMEOUT = env_int("MCPNEST_GATEWAY_UPSTREAM_TIMEOUT", 6
 MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT = env_int("MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT", 600)
 
 # --- Hosted MCP servers (apps.hosting) ----------------------------------------
+# The MCP registry the marketplace indexes (hourly; manage.py index_registry by hand).
+MCPNEST_REGISTRY_URL = env_str("MCPNEST_REGISTRY_URL", "https://registry.modelcontextprotocol.io")
+
 # Where hosted servers run: "process" (the bridge as a local subprocess with rlimits; NOT
 # isolated, the embedded default) or "docker" (hardened containers of the runtime image on
 # the Docker engine DOCKER_HOST names, or the local socket; see README "Hosted servers").

@@ -16,6 +16,7 @@ from apps.audit.models import AuditChain, AuditCheckpoint, AuditEvent, ToolCall
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.gateway.models import AllowRule, ToolPin
 from apps.hosting.models import Instance
+from apps.marketplace.models import IndexRun
 from apps.tokens.models import GatewayToken
 from apps.workspaces.models import Invitation, Workspace
 from tests.factories import UserFactory
@@ -32,6 +33,7 @@ READ_ONLY = {
     ApiKey,
     Invitation,
     Instance,
+    IndexRun,
 }
 PERMISSIONS = ("has_add_permission", "has_change_permission", "has_delete_permission")
 

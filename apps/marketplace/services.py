@@ -1,0 +1,235 @@
+"""Writes for the marketplace: indexing the registry.
+
+``registry_index`` walks a source page by page (the registry's API, or a file of entries in
+any of its shapes) and writes each page in one short transaction: publishers, servers and
+versions upserted in bulk (a few queries a page, whatever its size), then each touched
+server set from its latest version. After each page the run records the cursor of the next
+one, so an interrupted run resumes where it stopped (``resume=True``) and a repeated page
+writes nothing new: indexing is idempotent.
+
+An entry that cannot be indexed is reported on the run (``IndexRun.problems``) and skipped;
+the run goes on. A source that fails (the registry down, a page that is not JSON) fails the
+run with the reason, keeping its cursor. No network call happens inside a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.marketplace.models import IndexRun, Publisher, Server, ServerVersion
+from apps.marketplace.registry import BadEntry, Entry, RegistryClient, RegistryError, items_of, parse
+
+logger = logging.getLogger(__name__)
+
+FILE_PAGE = 500  # entries per transaction when indexing a file
+MAX_PROBLEMS = 200
+
+
+class SourceError(Exception):
+    """The source could not be read; the run is failed with this reason."""
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _url(value: Any) -> str:
+    return value[:500] if isinstance(value, str) and value.startswith(("https://", "http://")) else ""
+
+
+def _facets(document: dict[str, Any]) -> dict[str, Any]:
+    packages = [p for p in document.get("packages") or [] if isinstance(p, dict)]
+    remotes = [r for r in document.get("remotes") or [] if isinstance(r, dict)]
+    transports = {str((p.get("transport") or {}).get("type") or "stdio") for p in packages}
+    transports |= {str(r.get("type")) for r in remotes if r.get("type")}
+    repository = document.get("repository") if isinstance(document.get("repository"), dict) else {}
+    return {
+        "title": _text(document.get("title"), 200),
+        "description": _text(document.get("description"), 10_000),
+        "repository_url": _url(repository.get("url")),
+        "website_url": _url(document.get("websiteUrl")),
+        "transports": sorted(transports),
+        "package_types": sorted({str(p.get("registryType")) for p in packages if p.get("registryType")}),
+        "remote": bool(remotes),
+    }
+
+
+def _write(entries: list[Entry]) -> int:
+    """Upsert one page of entries; the number of versions written (new or changed)."""
+    if not entries:
+        return 0
+    now = timezone.now()
+    # The same version twice in a page: the last one wins, as it would across pages.
+    by_key = {(entry.name, entry.version): entry for entry in entries}
+    with transaction.atomic():
+        namespaces = {entry.namespace for entry in by_key.values()}
+        Publisher.objects.bulk_create(
+            [Publisher(namespace=ns, verification=Publisher.Verification.NAMESPACE) for ns in namespaces],
+            ignore_conflicts=True,
+        )
+        publisher_ids = dict(Publisher.objects.filter(namespace__in=namespaces).values_list("namespace", "pk"))
+        names = {entry.name for entry in by_key.values()}
+        Server.objects.bulk_create(
+            [Server(name=name, publisher_id=publisher_ids[name.split("/", 1)[0]]) for name in names],
+            ignore_conflicts=True,
+        )
+        server_ids = dict(Server.objects.filter(name__in=names).values_list("name", "pk"))
+        existing = {
+            (server_id, version): (status, is_latest, updated_at)
+            for server_id, version, status, is_latest, updated_at in ServerVersion.objects.filter(
+                server_id__in=server_ids.values()
+            ).values_list("server_id", "version", "status", "is_latest", "updated_at")
+        }
+        fresh = []
+        for entry in by_key.values():
+            server_id = server_ids[entry.name]
+            before = existing.get((server_id, entry.version))
+            if before == (entry.status, bool(entry.is_latest), entry.updated_at):
+                continue  # unchanged: re-indexing writes nothing
+            fresh.append(
+                ServerVersion(
+                    server_id=server_id,
+                    version=entry.version,
+                    status=entry.status,
+                    is_latest=bool(entry.is_latest),
+                    published_at=entry.published_at,
+                    updated_at=entry.updated_at,
+                    document=entry.server,
+                )
+            )
+        if fresh:
+            ServerVersion.objects.bulk_create(
+                fresh,
+                update_conflicts=True,
+                unique_fields=["server", "version"],
+                update_fields=["status", "is_latest", "published_at", "updated_at", "document"],
+            )
+            _refresh({version.server_id for version in fresh}, now)
+    return len(fresh)
+
+
+def _refresh(server_ids: set[int], now: datetime) -> None:
+    """Set each server from its latest version: the one the registry flags, else the newest."""
+    latest: dict[int, ServerVersion] = {}
+    versions = ServerVersion.objects.filter(server_id__in=server_ids).order_by(
+        "server_id", "-is_latest", "-published_at", "-pk"
+    )
+    for version in versions.only(
+        "server_id", "version", "status", "is_latest", "published_at", "updated_at", "document"
+    ):
+        latest.setdefault(version.server_id, version)
+    servers = []
+    for server_id, version in latest.items():
+        server = Server(pk=server_id, version=version.version, status=version.status, indexed_at=now)
+        server.published_at, server.updated_at = version.published_at, version.updated_at
+        for field, value in _facets(version.document).items():
+            setattr(server, field, value)
+        servers.append(server)
+    Server.objects.bulk_update(
+        servers,
+        [
+            "version",
+            "status",
+            "indexed_at",
+            "published_at",
+            "updated_at",
+            "title",
+            "description",
+            "repository_url",
+            "website_url",
+            "transports",
+            "package_types",
+            "remote",
+        ],
+        batch_size=500,
+    )
+
+
+def _file_pages(path: Path) -> Iterator[tuple[list[Any], str | None]]:
+    """Pages of a file, each with the cursor of the next (the offset of its first entry)."""
+    try:
+        items = items_of(json.loads(path.read_text(encoding="utf-8-sig")))
+    except (OSError, ValueError, BadEntry) as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from None
+    for start in range(0, len(items), FILE_PAGE):
+        yield items[start : start + FILE_PAGE], str(start + FILE_PAGE)
+
+
+def _registry_pages(client: RegistryClient, cursor: str | None, since: datetime | None):
+    try:
+        for page, _ in client.pages(cursor=cursor, updated_since=since):
+            yield page.items, page.next_cursor
+    except RegistryError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def _index(run: IndexRun, pages: Iterable[tuple[list[Any], str | None]], *, skip_to: int = 0) -> IndexRun:
+    try:
+        for number, (items, next_cursor) in enumerate(pages):
+            if number < skip_to:
+                continue
+            entries = []
+            for item in items:
+                try:
+                    entries.append(parse(item))
+                except BadEntry as exc:
+                    run.skipped += 1
+                    if len(run.problems) < MAX_PROBLEMS:
+                        name = item.get("name") if isinstance(item, dict) else None
+                        run.problems.append({"name": str(name)[:200] if name else "", "reason": str(exc)[:500]})
+            run.written += _write(entries)
+            run.pages += 1
+            run.seen += len(items)
+            run.cursor = next_cursor or ""  # where a resumed run starts
+            run.save(update_fields=["written", "pages", "seen", "skipped", "problems", "cursor"])
+    except SourceError as exc:
+        run.status, run.error, run.finished_at = IndexRun.Status.FAILED, str(exc), timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        logger.warning("registry index of %s failed: %s", run.source, exc)
+        return run
+    run.status, run.cursor, run.finished_at = IndexRun.Status.DONE, "", timezone.now()
+    run.save(update_fields=["status", "cursor", "finished_at"])
+    return run
+
+
+def registry_index(
+    *, url: str | None = None, file: Path | None = None, full: bool = False, resume: bool = True
+) -> IndexRun:
+    """Index the registry at ``url`` (its ``/v0.1/servers``) or a file of entries.
+
+    From the registry: only entries updated since the last completed run of that source,
+    unless ``full`` (or none completed yet); an unfinished run of the same source is resumed
+    from its cursor when ``resume``. A file is read whole and written page by page.
+    """
+    source = str(file) if file else (url or "").rstrip("/")
+    if not source:
+        raise ValueError("registry_index needs a url or a file")
+    unfinished = (
+        IndexRun.objects.filter(source=source).exclude(status=IndexRun.Status.DONE).order_by("-started_at").first()
+        if resume
+        else None
+    )
+    if unfinished is not None and unfinished.cursor:
+        run = unfinished
+        run.status, run.error = IndexRun.Status.RUNNING, ""
+        run.save(update_fields=["status", "error"])
+    else:
+        last = IndexRun.objects.filter(source=source, status=IndexRun.Status.DONE).order_by("-started_at").first()
+        since = None if full or file or last is None else last.started_at
+        run = IndexRun.objects.create(source=source, full=full or since is None, updated_since=since)
+    if file:
+        skip = int(run.cursor) // FILE_PAGE if run.cursor.isdigit() else 0
+        return _index(run, _file_pages(Path(file)), skip_to=skip)
+    client = RegistryClient(source)
+    try:
+        return _index(run, _registry_pages(client, run.cursor or None, run.updated_since))
+    finally:
+        client.close()

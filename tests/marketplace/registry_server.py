@@ -1,0 +1,76 @@
+"""A local MCP registry for tests: serves a list of real registry entries at
+``/v0.1/servers`` and pages it as the official registry does (``limit``, an opaque
+``cursor``, ``metadata.nextCursor`` on every full page, the last one too, and
+``updated_since`` on the entries' official ``updatedAt``). It can be told to fail a page,
+to see a run stop and resume."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+OFFICIAL = "io.modelcontextprotocol.registry/official"
+
+
+def _updated(item) -> datetime | None:
+    meta = (item.get("_meta") or {}).get(OFFICIAL) or {} if isinstance(item, dict) else {}
+    when = meta.get("updatedAt") or meta.get("publishedAt")
+    return datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
+
+
+class Registry:
+    def __init__(self, items: list, *, limit_cap: int = 100):
+        self.items = items
+        self.limit_cap = limit_cap
+        self.requests: list[dict[str, str]] = []
+        self.fail_pages: set[int] = set()  # request numbers (0-based) answered 500
+
+    def page(self, query: dict[str, str]) -> tuple[int, dict]:
+        number = len(self.requests)
+        self.requests.append(query)
+        if number in self.fail_pages:
+            return 500, {"title": "Internal Server Error"}
+        limit = min(int(query.get("limit", 30)), self.limit_cap)
+        items = self.items
+        if query.get("updated_since"):
+            since = datetime.fromisoformat(query["updated_since"].replace("Z", "+00:00"))
+            items = [i for i in items if (_updated(i) or since) > since]
+        offset = int(base64.urlsafe_b64decode(query["cursor"]).decode()) if query.get("cursor") else 0
+        chunk = items[offset : offset + limit]
+        metadata = {"count": len(chunk)}
+        if len(chunk) == limit:  # a full page says there may be more, even when it was the last
+            metadata["nextCursor"] = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
+        return 200, {"servers": chunk, "metadata": metadata}
+
+    def __enter__(self) -> Registry:
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urlsplit(self.path)
+                if url.path != "/v0.1/servers":
+                    self.send_error(404)
+                    return
+                status, body = registry.page({k: v[0] for k, v in parse_qs(url.query).items()})
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
