@@ -246,13 +246,18 @@ def claude_code_command(launch: Launch) -> str:
     return shlex.join(parts)
 
 
-def cursor(launch: Launch) -> dict[str, Any]:
+def _env_config(launch: Launch, url_key: str) -> dict[str, Any]:
+    """Cursor's and Windsurf's shape: ``mcpServers``, ``${env:VAR}``; only the URL's key differs."""
     if launch.remote:
-        entry: dict[str, Any] = {"url": launch.url}
+        entry: dict[str, Any] = {url_key: launch.url}
         if launch.headers:
             entry["headers"] = _headers(launch, "${{env:{}}}")
         return {"mcpServers": {launch.key: entry}}
     return {"mcpServers": {launch.key: _stdio_entry(launch, "${{env:{}}}")}}
+
+
+def cursor(launch: Launch) -> dict[str, Any]:
+    return _env_config(launch, "url")
 
 
 def cursor_deeplink(launch: Launch) -> str:
@@ -305,12 +310,7 @@ def vscode_install_url(launch: Launch) -> str:
 
 
 def windsurf(launch: Launch) -> dict[str, Any]:
-    if launch.remote:
-        entry: dict[str, Any] = {"serverUrl": launch.url}
-        if launch.headers:
-            entry["headers"] = _headers(launch, "${{env:{}}}")
-        return {"mcpServers": {launch.key: entry}}
-    return {"mcpServers": {launch.key: _stdio_entry(launch, "${{env:{}}}")}}
+    return _env_config(launch, "serverUrl")  # its docs name serverUrl for remotes
 
 
 @dataclass(frozen=True)
