@@ -65,6 +65,9 @@ class Server(models.Model):
     transports = models.JSONField(default=list, blank=True)  # stdio, streamable-http, sse
     package_types = models.JSONField(default=list, blank=True)  # npm, pypi, oci, nuget, mcpb
     remote = models.BooleanField(default=False, help_text="It has a hosted endpoint (remotes).")
+    # " transport:stdio package:npm remote " — the facets as words, so that one indexed
+    # ``contains`` filters on every database (SQLite has no JSON containment).
+    facets = models.CharField(max_length=300, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True, help_text="In the registry.")
     indexed_at = models.DateTimeField(default=timezone.now)

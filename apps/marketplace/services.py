@@ -51,13 +51,16 @@ def _facets(document: dict[str, Any]) -> dict[str, Any]:
     transports = {str((p.get("transport") or {}).get("type") or "stdio") for p in packages}
     transports |= {str(r.get("type")) for r in remotes if r.get("type")}
     repository = document.get("repository") if isinstance(document.get("repository"), dict) else {}
+    package_types = sorted({str(p.get("registryType")) for p in packages if p.get("registryType")})
+    words = [f"transport:{t}" for t in sorted(transports)] + [f"package:{t}" for t in package_types]
     return {
+        "facets": f" {' '.join([*words, *(['remote'] if remotes else [])])} "[:300],
         "title": _text(document.get("title"), 200),
         "description": _text(document.get("description"), 10_000),
         "repository_url": _url(repository.get("url")),
         "website_url": _url(document.get("websiteUrl")),
         "transports": sorted(transports),
-        "package_types": sorted({str(p.get("registryType")) for p in packages if p.get("registryType")}),
+        "package_types": package_types,
         "remote": bool(remotes),
     }
 
@@ -148,6 +151,7 @@ def _refresh(server_ids: set[int], now: datetime) -> None:
             "transports",
             "package_types",
             "remote",
+            "facets",
         ],
         batch_size=500,
     )

@@ -2,7 +2,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.portal.views import api_keys, audit, connect, hosting, members, security, servers, tokens, workspaces
+from apps.portal.views import (
+    api_keys,
+    audit,
+    connect,
+    hosting,
+    marketplace,
+    members,
+    security,
+    servers,
+    tokens,
+    workspaces,
+)
 
 app_name = "portal"
 
@@ -41,6 +52,8 @@ urlpatterns = [
     path("w/<str:slug>/hosted/<int:pk>/approve/", hosting.hosted_approve, name="hosted-approve"),
     path("w/<str:slug>/hosted/<int:pk>/reject/", hosting.hosted_reject, name="hosted-reject"),
     path("w/<str:slug>/hosted/<int:pk>/terminate/", hosting.hosted_terminate, name="hosted-terminate"),
+    # Registry names hold a slash: the path converter takes it.
+    path("marketplace/add/<path:name>", marketplace.add_to_workspace, name="marketplace-add"),
     path("invitations/<str:secret>/", members.invitation, name="invitation-accept"),
     path("account/api-keys/", api_keys.api_keys, name="api-keys"),
     path("account/api-keys/<int:pk>/revoke/", api_keys.api_key_revoke, name="api-key-revoke"),

@@ -11,9 +11,13 @@ import json
 import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 OFFICIAL = "io.modelcontextprotocol.registry/official"
+# The real registry files (../shared/data/registry/README.md says where each comes from).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "registry"
+SNAPSHOT = DATA / "official-registry-servers-2025-12-18.json"
 
 
 def _updated(item) -> datetime | None:

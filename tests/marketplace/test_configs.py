@@ -5,16 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from apps.marketplace.configs import NoLaunch, entry_key, install_configs
-
-SNAPSHOT = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "registry" / "official-registry-servers-2025-12-18.json"
-)
+from tests.marketplace.registry_server import SNAPSHOT
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,12 +13,11 @@ from django.core.management import CommandError, call_command
 from apps.marketplace.models import IndexRun, Publisher, Server, ServerVersion
 from apps.marketplace.registry import BadEntry, parse
 from apps.marketplace.services import registry_index
-from tests.marketplace.registry_server import OFFICIAL, Registry
+from tests.marketplace.registry_server import DATA, OFFICIAL, SNAPSHOT, Registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "registry"
-CURRENT = DATA / "official-registry-servers-2025-12-18.json"
+CURRENT = SNAPSHOT
 LEGACY = DATA / "official-registry-servers-2025-09-30-legacy.json"
 SEED = DATA / "registry-seed-2025-05-16.json"
 
