@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py demo_upstream & demo=$$!; \
-	trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
+	trap 'kill $$demo 2>/dev/null; DEBUG=1 $(BIN)/python manage.py terminate demo --all >/dev/null 2>&1' EXIT INT TERM; \
 	DEBUG=1 $(BIN)/python manage.py seed_demo && \
 	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
 

@@ -12,7 +12,7 @@ from io import StringIO
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEvent
 from apps.core.errors import RuleViolation
@@ -175,6 +175,14 @@ def test_the_operator_commands(cast, notes):
     out = StringIO()
     call_command("terminate", "acme", str(instance.pk), stdout=out)
     assert out.getvalue().strip() == f"Instance {instance.pk}: stopped."
+
+    others = [instance_deploy(access=cast.access(cast.alice), image=notes, env={}) for _ in range(2)]
+    out = StringIO()
+    call_command("terminate", "acme", "--all", stdout=out)  # what make run does when it stops
+    assert out.getvalue().split("\n")[:2] == [f"Instance {i.pk}: stopped." for i in sorted(others, key=lambda i: -i.pk)]
+    assert not Instance.objects.counting_against_plan().exists()
+    with pytest.raises(CommandError, match="Name one INSTANCE_ID, or --all"):
+        call_command("terminate", "acme")
 
 
 def test_the_runtime_is_chosen_by_a_setting(settings, monkeypatch, tmp_path):
