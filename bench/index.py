@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/index.py [--entries 10000]
 
-The entries are the real 2025-12-18 snapshot's (../shared/data/registry/), every shape and
+The entries are the real 2025-12-18 snapshot's (tests/marketplace/data/), every shape and
 quirk of it, renamed (``…-copyN``) until there are ``--entries``, served by a local
 registry that pages like the official one (100 a page, ``nextCursor``). Timed: a full
 index into an empty PostgreSQL database (``mcpnest_bench_index``, dropped and created
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import secrets
 import sys
@@ -32,13 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SNAPSHOT = ROOT.parent / "shared" / "data" / "registry" / "official-registry-servers-2025-12-18.json"
+
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_DB = "mcpnest_bench_index"
 
 
 def _entries(count: int) -> list[dict]:
-    real = json.loads(SNAPSHOT.read_text())
+    from tests.marketplace.registry_server import SNAPSHOT, entries
+
+    real = entries(SNAPSHOT)
     entries, copy_number = [], 0
     while len(entries) < count:
         for item in real:

@@ -14,6 +14,7 @@ run with the reason, keeping its cursor. No network call happens inside a transa
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -160,7 +161,8 @@ def _refresh(server_ids: set[int], now: datetime) -> None:
 def _file_pages(path: Path) -> Iterator[tuple[list[Any], str | None]]:
     """Pages of a file, each with the cursor of the next (the offset of its first entry)."""
     try:
-        items = items_of(json.loads(path.read_text(encoding="utf-8-sig")))
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        items = items_of(json.loads(raw.decode("utf-8-sig")))
     except (OSError, ValueError, BadEntry) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from None
     for start in range(0, len(items), FILE_PAGE):

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 
 import docker
@@ -221,8 +225,60 @@ for target in sys.argv[1:]:
 """
 
 
+@pytest.fixture
+def outside():
+    """A host "on the internet" that never leaves this machine: a network namespace behind
+    a veth pair, routed by the host, serving TCP on 10.251.7.2:9999 (as the hosting recipe
+    in ../shared/docs/hosting/ tests egress)."""
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2 (ip) to make a network namespace")
+    name, veth = f"mcpnest-out-{os.getpid()}", "vmcpout"
+
+    def ip(*args: str, check: bool = True) -> None:
+        subprocess.run(["ip", *args], check=check, capture_output=True)  # noqa: S603, S607
+
+    ip("link", "del", veth, check=False)
+    ip("netns", "del", name, check=False)
+    try:
+        ip("netns", "add", name)
+        ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}-ns")
+        ip("link", "set", f"{veth}-ns", "netns", name)
+        ip("addr", "add", "10.251.7.1/24", "dev", veth)
+        ip("link", "set", veth, "up")
+        ip("netns", "exec", name, "ip", "addr", "add", "10.251.7.2/24", "dev", f"{veth}-ns")
+        ip("netns", "exec", name, "ip", "link", "set", f"{veth}-ns", "up")
+        ip("netns", "exec", name, "ip", "route", "add", "default", "via", "10.251.7.1")
+    except subprocess.CalledProcessError as exc:
+        ip("link", "del", veth, check=False)
+        ip("netns", "del", name, check=False)
+        pytest.skip(f"cannot make a network namespace here: {exc.stderr.decode().strip()}")
+    server = subprocess.Popen(  # noqa: S603 - our own one-line server
+        ["ip", "netns", "exec", name, sys.executable, "-c", OUTSIDE_SERVER],  # noqa: S607
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout.readline().strip() == b"listening"
+    try:
+        yield "10.251.7.2:9999"
+    finally:
+        server.kill()
+        server.wait()
+        ip("link", "del", veth, check=False)
+        ip("netns", "del", name, check=False)
+
+
+OUTSIDE_SERVER = """
+import socket
+server = socket.create_server(("10.251.7.2", 9999))
+print("listening", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"hello from outside\\n")
+    conn.close()
+"""
+
+
 def test_without_egress_a_container_reaches_neither_the_host_nor_beyond(
-    cast, docker_catalog, engine, egress_rules, host_service
+    cast, docker_catalog, engine, egress_rules, host_service, outside
 ):
     assert firewall.installed()
     runtime = runtimes.runtime_for_settings()
@@ -234,16 +290,18 @@ def test_without_egress_a_container_reaches_neither_the_host_nor_beyond(
         other = engine.networks.create("mcpnest-probe-other", labels={runtimes.WORKSPACE_LABEL: "0"})
         other.reload()
         other_address = other.attrs["IPAM"]["Config"][0]["Gateway"]  # the host, on a network not this one's
+        targets = [f"{host_address}:{host_service}", f"{other_address}:{host_service}", outside]
         output = engine.containers.run(
             docker_catalog["notes"].image,
-            entrypoint=["python3", "-c", PROBE, f"{host_address}:{host_service}", f"{other_address}:{host_service}"],
+            entrypoint=["python3", "-c", PROBE, *targets],
             network=network.name,
             labels={runtimes.INSTANCE_LABEL: "0"},
             remove=True,
         )
         other.remove()
         outcome[egress] = output.decode()
-    assert outcome["none"].count("blocked") == 2, outcome["none"]
-    # The control: the same probe on an open network reaches the host, so "blocked" above
-    # is the rules' doing, not a broken probe.
+    assert outcome["none"].count("blocked") == 3, outcome["none"]
+    # The control: the same probe on an open network reaches the host and the outside, so
+    # "blocked" above is the rules' doing, not a broken probe.
     assert "open hello from the host" in outcome["open"], outcome["open"]
+    assert f"{outside} open hello from outside" in outcome["open"], outcome["open"]

@@ -7,6 +7,7 @@ to see a run stop and resume."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import threading
 from datetime import datetime
@@ -15,9 +16,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 OFFICIAL = "io.modelcontextprotocol.registry/official"
-# The real registry files (../shared/data/registry/README.md says where each comes from).
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "registry"
-SNAPSHOT = DATA / "official-registry-servers-2025-12-18.json"
+# Real registry files, gzipped copies of ../shared/data/registry/ (data/README.md says where
+# each comes from), kept in the repository so that CI indexes them wherever it runs.
+DATA = Path(__file__).resolve().parent / "data"
+SNAPSHOT = DATA / "official-registry-servers-2025-12-18.json.gz"
+LEGACY = DATA / "official-registry-servers-2025-09-30-legacy.json.gz"
+SEED = DATA / "registry-seed-2025-05-16.json.gz"
+
+
+def entries(path: Path) -> list:
+    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 def _updated(item) -> datetime | None:

@@ -10,14 +10,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from apps.marketplace.configs import NoLaunch, entry_key, install_configs
-from tests.marketplace.registry_server import SNAPSHOT
+from tests.marketplace.registry_server import SNAPSHOT, entries
 
 
 @pytest.fixture(scope="module")
 def servers() -> list[dict]:
-    if not SNAPSHOT.exists():
-        pytest.skip(f"the registry snapshot is not at {SNAPSHOT}")
-    return [item["server"] for item in json.loads(SNAPSHOT.read_text())]
+    return [item["server"] for item in entries(SNAPSHOT)]
 
 
 def _first(servers, predicate):

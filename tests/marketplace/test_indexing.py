@@ -4,7 +4,6 @@ served by a local registry that pages as the real one does."""
 from __future__ import annotations
 
 import copy
-import json
 from io import StringIO
 
 import pytest
@@ -13,20 +12,14 @@ from django.core.management import CommandError, call_command
 from apps.marketplace.models import IndexRun, Publisher, Server, ServerVersion
 from apps.marketplace.registry import BadEntry, parse
 from apps.marketplace.services import registry_index
-from tests.marketplace.registry_server import DATA, OFFICIAL, SNAPSHOT, Registry
+from tests.marketplace.registry_server import LEGACY, OFFICIAL, SEED, SNAPSHOT, Registry, entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CURRENT = SNAPSHOT
-LEGACY = DATA / "official-registry-servers-2025-09-30-legacy.json"
-SEED = DATA / "registry-seed-2025-05-16.json"
 
 
 @pytest.fixture(scope="module")
 def current() -> list:
-    if not CURRENT.exists():
-        pytest.skip(f"the registry snapshots are not at {DATA}")
-    return json.loads(CURRENT.read_text())
+    return entries(SNAPSHOT)
 
 
 def test_the_2025_12_18_snapshot_indexes_to_exactly_its_servers_and_versions(current):
@@ -138,11 +131,9 @@ def test_the_quirks_of_real_entries_are_kept(current):
 
 
 def test_the_legacy_and_seed_files_index_through_the_command(tmp_path):
-    if not LEGACY.exists():
-        pytest.skip(f"the registry snapshots are not at {DATA}")
     out, err = StringIO(), StringIO()
     call_command("index_registry", "--file", str(LEGACY), stdout=out, stderr=err)
-    legacy = json.loads(LEGACY.read_text())
+    legacy = entries(LEGACY)
     # 461 names in the file; four published an empty version and one a name with two slashes
     # (the registry accepted both then): those five are reported and skipped.
     valid = [i for i in legacy if i["version"] and i["name"].count("/") == 1]
@@ -152,7 +143,7 @@ def test_the_legacy_and_seed_files_index_through_the_command(tmp_path):
     assert Server.objects.count() == len({i["name"] for i in valid}) == 457
     assert ServerVersion.objects.count() == len({(i["name"], i["version"]) for i in valid})
 
-    seed = json.loads(SEED.read_text())
+    seed = entries(SEED)
     out, err = StringIO(), StringIO()
     call_command("index_registry", "--file", str(SEED), stdout=out, stderr=err)
     nameless = sum(1 for i in seed if not i["name"])

@@ -13,16 +13,14 @@ from django.urls import reverse
 
 from apps.marketplace.models import Server
 from apps.marketplace.services import registry_index
-from tests.marketplace.registry_server import SNAPSHOT
+from tests.marketplace.registry_server import SNAPSHOT, entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def indexed(tmp_path) -> list[dict]:
-    if not SNAPSHOT.exists():
-        pytest.skip(f"the registry snapshot is not at {SNAPSHOT}")
-    items = json.loads(SNAPSHOT.read_text())[:600]
+    items = entries(SNAPSHOT)[:600]
     path = tmp_path / "entries.json"
     path.write_text(json.dumps(items))
     assert registry_index(file=path).status == "done"

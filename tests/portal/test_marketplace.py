@@ -15,7 +15,7 @@ from django.urls import reverse
 from apps.gateway.models import ToolPin, UpstreamServer
 from apps.marketplace.services import registry_index
 from tests.gateway.conftest import upstream  # noqa: F401 - fixture: a real local MCP server
-from tests.marketplace.registry_server import OFFICIAL, SNAPSHOT
+from tests.marketplace.registry_server import OFFICIAL, SNAPSHOT, entries
 from tests.portal.test_browser import _messages, _sign_in, _submit, browser  # noqa: F401 - browser: a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,9 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def remote_servers(tmp_path, upstream):  # noqa: F811
     """Two real entries, pointed at the local server: one without headers, one whose remote
     needs a secret header (``Authorization: Bearer {…}``)."""
-    if not SNAPSHOT.exists():
-        pytest.skip(f"the registry snapshot is not at {SNAPSHOT}")
-    items = [i for i in json.loads(SNAPSHOT.read_text()) if i["_meta"][OFFICIAL]["isLatest"]]
+    items = [i for i in entries(SNAPSHOT) if i["_meta"][OFFICIAL]["isLatest"]]
 
     def remote_only(item, with_headers):
         server = item["server"]

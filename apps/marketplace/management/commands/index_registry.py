@@ -17,7 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group()
         source.add_argument("--url", help="a registry base URL (it serves /v0.1/servers)")
-        source.add_argument("--file", type=Path, help="a JSON file: a list of entries, or {servers: [...]}")
+        source.add_argument(
+            "--file", type=Path, help="a JSON file (or .json.gz): a list of entries, or {servers: [...]}"
+        )
         parser.add_argument("--full", action="store_true", help="everything, not only what changed since the last run")
         parser.add_argument("--restart", action="store_true", help="do not resume an unfinished run; start over")
 
