@@ -15,7 +15,8 @@ index 17.1 s (101 pages of 100: one transaction each, ~8 queries a page whatever
 publishers, servers and versions upserted in bulk, then the touched servers set from their
 latest versions); again, unchanged, 2.0 s (0 versions written: a page's existing versions
 are read in one query and compared before anything is written). 4,107 servers, 10,000
-versions. PASS both.
+versions. PASS both. With each touched server scored again after its page (the quality
+score, from its latest server.json): 20.4 s and 1.8 s, quiet machine.
 """
 
 from __future__ import annotations

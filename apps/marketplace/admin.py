@@ -19,8 +19,8 @@ class VersionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Server)
 class ServerAdmin(admin.ModelAdmin):
-    list_display = ["name", "version", "status", "hidden", "remote", "publisher", "updated_at"]
-    list_filter = ["status", "hidden", "remote", "source"]
+    list_display = ["name", "version", "grade", "score", "stars", "status", "hidden", "remote", "updated_at"]
+    list_filter = ["status", "hidden", "remote", "source", "grade", "archived"]
     list_select_related = ["publisher"]
     search_fields = ["name", "title", "description"]
     date_hierarchy = "updated_at"
@@ -41,6 +41,14 @@ class ServerAdmin(admin.ModelAdmin):
         "published_at",
         "updated_at",
         "indexed_at",
+        "repository_key",
+        "stars",
+        "last_commit_at",
+        "archived",
+        "categories",
+        "score",
+        "grade",
+        "score_reasons",
     ]
     fields = [*readonly_fields, "hidden"]
     inlines = [VersionInline]

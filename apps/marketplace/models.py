@@ -51,6 +51,7 @@ class Server(models.Model):
 
     class Source(models.TextChoices):
         REGISTRY = "registry", "Official MCP registry"
+        AWESOME = "awesome", "awesome-mcp-servers list"
 
     name = models.CharField(max_length=200, unique=True)  # namespace/name, as in the registry
     publisher = models.ForeignKey(Publisher, on_delete=models.PROTECT, related_name="servers")
@@ -72,6 +73,16 @@ class Server(models.Model):
     updated_at = models.DateTimeField(null=True, blank=True, help_text="In the registry.")
     indexed_at = models.DateTimeField(default=timezone.now)
     hidden = models.BooleanField(default=False, help_text="Hidden by staff, whatever the registry says.")
+    # From GitHub (the awesome list's copy of it, for now), matched by repository:
+    repository_key = models.CharField(max_length=200, blank=True, db_index=True, help_text="owner/repo on GitHub.")
+    stars = models.PositiveIntegerField(null=True, blank=True)
+    last_commit_at = models.DateTimeField(null=True, blank=True)
+    archived = models.BooleanField(default=False)
+    categories = models.JSONField(default=list, blank=True)
+    # The quality score (apps.marketplace.scoring), kept with its reasons.
+    score = models.PositiveSmallIntegerField(default=0)
+    grade = models.CharField(max_length=1, blank=True)
+    score_reasons = models.JSONField(default=list, blank=True)
 
     objects = ServerQuerySet.as_manager()
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, TrigramSimilarity
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from apps.marketplace.models import Server
 
 TRANSPORTS = ("stdio", "streamable-http", "sse")
 PACKAGE_TYPES = ("npm", "pypi", "oci", "nuget", "mcpb")
-SORTS = {"relevance": None, "newest": "-updated_at", "name": "name"}
+SORTS = {"relevance": None, "score": "-score", "stars": "-stars", "newest": "-updated_at", "name": "name"}
 MAX_QUERY = 200
 
 
@@ -63,8 +63,10 @@ def search(query: Search) -> QuerySet[Server]:
             )
         relevance = ["name"]
     else:
-        relevance = ["-updated_at", "name"]
+        relevance = ["-score", "name"]
     order = SORTS[query.sort]
+    if order == "-stars":
+        return servers.order_by(F("stars").desc(nulls_last=True), "name")
     return servers.order_by(*([order, "name"] if order else relevance))
 
 

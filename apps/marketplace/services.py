@@ -17,7 +17,9 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.marketplace import scoring
+from apps.marketplace.configs import launches
 from apps.marketplace.models import IndexRun, Publisher, Server, ServerVersion
 from apps.marketplace.registry import BadEntry, Entry, RegistryClient, RegistryError, items_of, parse
 
@@ -54,11 +58,13 @@ def _facets(document: dict[str, Any]) -> dict[str, Any]:
     repository = document.get("repository") if isinstance(document.get("repository"), dict) else {}
     package_types = sorted({str(p.get("registryType")) for p in packages if p.get("registryType")})
     words = [f"transport:{t}" for t in sorted(transports)] + [f"package:{t}" for t in package_types]
+    repository_url = _url(repository.get("url"))
     return {
+        "repository_key": repository_key(repository_url),
         "facets": f" {' '.join([*words, *(['remote'] if remotes else [])])} "[:300],
         "title": _text(document.get("title"), 200),
         "description": _text(document.get("description"), 10_000),
-        "repository_url": _url(repository.get("url")),
+        "repository_url": repository_url,
         "website_url": _url(document.get("websiteUrl")),
         "transports": sorted(transports),
         "package_types": package_types,
@@ -153,9 +159,198 @@ def _refresh(server_ids: set[int], now: datetime) -> None:
             "package_types",
             "remote",
             "facets",
+            "repository_key",
         ],
         batch_size=500,
     )
+    _absorb_listed_only([server.repository_key for server in servers if server.repository_key])
+    scores_refresh(server_ids=set(latest), now=now)
+
+
+GITHUB_REPOSITORY = re.compile(r"^https?://(?:www\.)?github\.com/([^/\s]+)/([^/\s#?]+?)(?:\.git)?/?$", re.IGNORECASE)
+
+
+def repository_key(url: str) -> str:
+    """``https://github.com/Owner/Repo.git`` → ``owner/repo`` (how the two sources meet)."""
+    match = GITHUB_REPOSITORY.match(url or "")
+    return f"{match.group(1)}/{match.group(2)}".lower()[:200] if match else ""
+
+
+def _facts(server: Server, document: dict[str, Any]) -> scoring.Facts:
+    found = launches(document)
+    variables = [var for launch in found[:1] for var in launch.all_variables()]
+    return scoring.Facts(
+        installable=bool(found),
+        description=server.description,
+        title=server.title,
+        in_registry=server.source == Server.Source.REGISTRY,
+        deprecated=server.status == Server.Status.DEPRECATED,
+        archived=server.archived,
+        stars=server.stars,
+        last_commit_at=server.last_commit_at,
+        variables=len(variables),
+        variables_described=sum(1 for var in variables if var.description.strip()),
+    )
+
+
+def scores_refresh(*, server_ids: Iterable[int] | None = None, now: datetime | None = None) -> int:
+    """Score servers again (all when ``server_ids`` is None) from their latest server.json."""
+    now = now or timezone.now()
+    servers = Server.objects.all() if server_ids is None else Server.objects.filter(pk__in=list(server_ids))
+    documents = {}
+    latest = ServerVersion.objects.filter(server__in=servers).order_by(
+        "server_id", "-is_latest", "-published_at", "-pk"
+    )
+    for server_id, document in latest.values_list("server_id", "document").iterator(chunk_size=1000):
+        documents.setdefault(server_id, document)
+    changed = []
+    for server in servers.iterator(chunk_size=1000):
+        result = scoring.score(_facts(server, documents.get(server.pk) or {}), now=now)
+        server.score, server.grade = result.points, result.grade
+        server.score_reasons = [reason.as_dict() for reason in result.reasons]
+        changed.append(server)
+    Server.objects.bulk_update(changed, ["score", "grade", "score_reasons"], batch_size=500)
+    return len(changed)
+
+
+# --- the awesome list -------------------------------------------------------------------
+
+SKIPPED_SECTIONS = {"What is MCP?", "Clients", "Frameworks", "Tips and Tricks", "Star History"}
+
+
+@dataclass(frozen=True)
+class AwesomeEntry:
+    key: str  # owner/repo, lower case
+    owner: str
+    repo: str
+    description: str
+    stars: int | None
+    last_commit_at: datetime | None
+    archived: bool
+
+
+def _category(title: str) -> str:
+    """``"🗄️ Databases"`` → ``"Databases"``."""
+    return re.sub(r"^[^\w(]+", "", title or "").strip()[:80]
+
+
+def awesome_entries(document: Any) -> tuple[list[AwesomeEntry], dict[str, list[str]]]:
+    """Every server of the awesome list (the enhansome JSON of punkpeye/awesome-mcp-servers),
+    and each one's categories (its sections): a repository listed twice is one entry, in both."""
+    found: dict[str, AwesomeEntry] = {}
+    categories: dict[str, list[str]] = {}
+
+    def walk(node: Any, category: str) -> None:
+        if not isinstance(node, dict):
+            return
+        info = node.get("repo_info")
+        if isinstance(info, dict) and info.get("owner") and info.get("repo"):
+            key = f"{info['owner']}/{info['repo']}".lower()[:200]
+            categories.setdefault(key, [])
+            if category and category not in categories[key]:
+                categories[key].append(category)
+            if key not in found:
+                stars = info.get("stars")
+                try:
+                    last = datetime.fromisoformat(str(info.get("last_commit")).replace("Z", "+00:00"))
+                except ValueError:
+                    last = None
+                found[key] = AwesomeEntry(
+                    key=key,
+                    owner=str(info["owner"])[:100],
+                    repo=str(info["repo"])[:100],
+                    description=_text(node.get("description"), 10_000),
+                    stars=stars if isinstance(stars, int) and stars >= 0 else None,
+                    last_commit_at=last,
+                    archived=info.get("archived") is True,
+                )
+        for child in (node.get("items") or []) + (node.get("children") or []):
+            walk(child, category)
+
+    for section in items_of(document.get("items") if isinstance(document, dict) else document):
+        title = section.get("title", "") if isinstance(section, dict) else ""
+        if title not in SKIPPED_SECTIONS:
+            walk(section, _category(title))
+    return list(found.values()), categories
+
+
+def _awesome_name(entry: AwesomeEntry) -> str:
+    """The registry's name for a GitHub repository: ``io.github.<owner>/<repo>``."""
+    return f"io.github.{entry.owner.lower()}/{entry.repo}"[:200]
+
+
+@dataclass(frozen=True)
+class AwesomeMerge:
+    entries: int
+    matched: int  # registry servers enriched
+    added: int  # servers only the list knows
+
+
+def awesome_merge(*, path: Path) -> AwesomeMerge:
+    """Merge the awesome list into the index without duplicates: a repository a registry
+    server names enriches it (stars, last commit, archived, categories); one the registry
+    does not know becomes a server of its own (``io.github.<owner>/<repo>``, unverified)."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        entries, categories = awesome_entries(json.loads(raw.decode("utf-8-sig")))
+    except (OSError, ValueError, BadEntry) as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from None
+    now = timezone.now()
+    by_key = {entry.key: entry for entry in entries}
+    with transaction.atomic():
+        known: dict[str, list[Server]] = {}
+        for server in Server.objects.filter(repository_key__in=list(by_key)).order_by("source", "pk"):
+            known.setdefault(server.repository_key, []).append(server)
+        # A registry server under the repository's own GitHub name, without (or with another)
+        # repository URL: the same server still.
+        named = {_awesome_name(entry): key for key, entry in by_key.items() if key not in known}
+        for server in Server.objects.filter(name__in=list(named)):
+            known.setdefault(named[server.name], []).append(server)
+        enriched = []
+        for key, servers in known.items():
+            entry = by_key[key]
+            for server in servers:
+                server.stars, server.last_commit_at, server.archived = entry.stars, entry.last_commit_at, entry.archived
+                server.categories = categories.get(key, [])
+                enriched.append(server)
+        Server.objects.bulk_update(enriched, ["stars", "last_commit_at", "archived", "categories"], batch_size=500)
+        new = [entry for key, entry in by_key.items() if key not in known]
+        namespaces = {f"io.github.{entry.owner.lower()}" for entry in new}
+        Publisher.objects.bulk_create([Publisher(namespace=ns) for ns in namespaces], ignore_conflicts=True)
+        publisher_ids = dict(Publisher.objects.filter(namespace__in=namespaces).values_list("namespace", "pk"))
+        Server.objects.bulk_create(
+            [
+                Server(
+                    name=_awesome_name(entry),
+                    publisher_id=publisher_ids[f"io.github.{entry.owner.lower()}"],
+                    source=Server.Source.AWESOME,
+                    description=entry.description,
+                    repository_url=f"https://github.com/{entry.owner}/{entry.repo}"[:500],
+                    repository_key=entry.key,
+                    stars=entry.stars,
+                    last_commit_at=entry.last_commit_at,
+                    archived=entry.archived,
+                    categories=categories.get(entry.key, []),
+                    indexed_at=now,
+                )
+                for entry in new
+            ],
+        )
+    scores_refresh(server_ids=Server.objects.filter(repository_key__in=list(by_key)).values_list("pk", flat=True))
+    return AwesomeMerge(entries=len(entries), matched=len(enriched), added=len(new))
+
+
+def _absorb_listed_only(keys: list[str]) -> None:
+    """A repository the awesome list brought in alone, now in the registry too: one server,
+    the registry's, with what the list knew of it."""
+    for listed in Server.objects.filter(source=Server.Source.AWESOME, repository_key__in=keys):
+        Server.objects.filter(source=Server.Source.REGISTRY, repository_key=listed.repository_key).update(
+            stars=listed.stars,
+            last_commit_at=listed.last_commit_at,
+            archived=listed.archived,
+            categories=listed.categories,
+        )
+        listed.delete()
 
 
 def _file_pages(path: Path) -> Iterator[tuple[list[Any], str | None]]:
