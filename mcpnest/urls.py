@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("mcpnest.api_urls")),
     path("api/gw/<slug:slug>", gateway_endpoint, name="gateway"),
+    path("v0.1/", include("apps.marketplace.registry_urls")),
     path("", include("apps.marketplace.urls")),
     path("", include("apps.portal.urls")),
 ]
