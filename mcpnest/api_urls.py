@@ -13,4 +13,5 @@ urlpatterns = [
     path("workspaces/<slug:slug>/gateway/", include("apps.gateway.api.urls")),
     path("workspaces/<slug:slug>/hosting/", include("apps.hosting.api.urls")),
     path("me/", include("apps.accounts.api.urls")),
+    path("marketplace/", include("apps.marketplace.api.urls")),
 ]

@@ -232,7 +232,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCPNest API",
     "DESCRIPTION": "Workspaces, members, invitations, gateway tokens, the gateway (servers, allowlists, policy, "
-    "tool pins) and the audit trail.",
+    "tool pins), the audit trail, hosted servers and the marketplace.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
