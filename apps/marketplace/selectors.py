@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, TrigramSimilarity
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from apps.marketplace.models import Server
 
@@ -68,6 +68,21 @@ def search(query: Search) -> QuerySet[Server]:
     if order == "-stars":
         return servers.order_by(F("stars").desc(nulls_last=True), "name")
     return servers.order_by(*([order, "name"] if order else relevance))
+
+
+def facet_counts(query: Search) -> dict[str, int]:
+    """How many servers each transport and package type would leave, the other choices
+    kept (``transport:sse`` → n): a query per group, so the filters can say what they hold."""
+    counts = {}
+    for facet, values in (("transport", TRANSPORTS), ("package", PACKAGE_TYPES)):
+        others = replace(query, **{facet: ""}, sort="name")
+        matching = search(others).order_by()
+        counts.update(
+            matching.aggregate(
+                **{f"{facet}:{value}": Count("pk", filter=Q(facets__contains=f" {facet}:{value} ")) for value in values}
+            )
+        )
+    return counts
 
 
 def server_named(name: str) -> Server | None:

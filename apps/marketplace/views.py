@@ -20,6 +20,7 @@ PAGE_SIZE = 24
 def server_list(request: HttpRequest) -> HttpResponse:
     query = selectors.Search.from_params(request.GET)
     page = Paginator(selectors.search(query), PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.facet_counts(query)
     params = request.GET.copy()
     params.pop("page", None)
     return render(
@@ -29,8 +30,8 @@ def server_list(request: HttpRequest) -> HttpResponse:
             "query": query,
             "page": page,
             "params": params.urlencode(),
-            "transports": selectors.TRANSPORTS,
-            "packages": selectors.PACKAGE_TYPES,
+            "transports": [(t, counts[f"transport:{t}"]) for t in selectors.TRANSPORTS],
+            "packages": [(p, counts[f"package:{p}"]) for p in selectors.PACKAGE_TYPES],
         },
     )
 

@@ -104,3 +104,16 @@ def test_postgres_forgives_a_typo_in_the_name(client, indexed):
     server = Server.objects.listed().exclude(name__icontains="test").first()
     typo = server.name[:-2] + server.name[-1]  # one letter dropped
     assert server.name in _names(client.get(reverse("marketplace:list"), {"q": typo}))
+
+
+def test_the_filters_say_how_many_each_choice_leaves(client, indexed):
+    page = client.get(reverse("marketplace:list")).content.decode()
+    listed = Server.objects.listed()
+    for transport in ("stdio", "streamable-http", "sse"):
+        count = sum(1 for s in listed if transport in s.transports)
+        assert f'<option value="{transport}">{transport} ({count})</option>' in page
+    # With a transport chosen, the package counts are of those servers only.
+    sse = client.get(reverse("marketplace:list"), {"transport": "sse"}).content.decode()
+    npm = sum(1 for s in listed if "sse" in s.transports and "npm" in s.package_types)
+    assert f'<option value="npm">npm ({npm})</option>' in sse
+    assert '<option value="sse" selected>sse (' in sse
