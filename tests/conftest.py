@@ -3,6 +3,7 @@ workspace "globex", dave (Owner) — an outsider to acme."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from django.db import connection
 
 from apps.accounts.models import User
 from apps.hosting import runtimes
+from apps.hosting.models import AllowedImage
 from apps.rbac.access import Access, access_for
 from apps.rbac.roles import Role
 from apps.workspaces.models import Workspace
@@ -84,6 +86,14 @@ def client_for():
 def require_postgres(db):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)")
+
+
+@pytest.fixture
+def notes(db):
+    """The hosted catalog's notes server, as its data migration seeds it (again here:
+    transactional tests empty the tables)."""
+    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
+    return AllowedImage.objects.get_or_create(slug="notes", defaults=seeded)[0]
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import docker
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -244,6 +243,10 @@ class DockerRuntime:
     pulled: a missing one is an error that says to build it."""
 
     def __init__(self, client=None):
+        # Imported here: 75 ms every process would pay at start-up (the gateway's too) for
+        # a runtime most of them never use.
+        import docker
+
         self._docker = docker
         try:
             self.client = client or docker.from_env(timeout=30)

@@ -168,6 +168,11 @@ def _remote_launch(key: str, remote: dict[str, Any]) -> Launch | None:
     return Launch(key=key, url=url, transport=kind, headers=tuple(headers), variables=tuple(variables))
 
 
+def with_values(text: str, values: dict[str, str]) -> str:
+    """``{VAR}`` placeholders replaced by the values given (a header to store, encrypted)."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), text)
+
+
 def launches(document: dict[str, Any]) -> list[Launch]:
     """Every way to run the server, packages first (in order), then remotes."""
     key = entry_key(str(document.get("name") or ""))

@@ -164,7 +164,7 @@ def _refresh(server_ids: set[int], now: datetime) -> None:
         batch_size=500,
     )
     _absorb_listed_only([server.repository_key for server in servers if server.repository_key])
-    scores_refresh(server_ids=set(latest), now=now)
+    scores_refresh(server_ids=set(latest), documents={pk: version.document for pk, version in latest.items()}, now=now)
 
 
 GITHUB_REPOSITORY = re.compile(r"^https?://(?:www\.)?github\.com/([^/\s]+)/([^/\s#?]+?)(?:\.git)?/?$", re.IGNORECASE)
@@ -193,16 +193,20 @@ def _facts(server: Server, document: dict[str, Any]) -> scoring.Facts:
     )
 
 
-def scores_refresh(*, server_ids: Iterable[int] | None = None, now: datetime | None = None) -> int:
-    """Score servers again (all when ``server_ids`` is None) from their latest server.json."""
+def scores_refresh(
+    *, server_ids: Iterable[int] | None = None, documents: dict[int, dict] | None = None, now: datetime | None = None
+) -> int:
+    """Score servers again (all when ``server_ids`` is None) from their latest server.json
+    (``documents``, by server id, when the caller has them at hand)."""
     now = now or timezone.now()
     servers = Server.objects.all() if server_ids is None else Server.objects.filter(pk__in=list(server_ids))
-    documents = {}
-    latest = ServerVersion.objects.filter(server__in=servers).order_by(
-        "server_id", "-is_latest", "-published_at", "-pk"
-    )
-    for server_id, document in latest.values_list("server_id", "document").iterator(chunk_size=1000):
-        documents.setdefault(server_id, document)
+    if documents is None:
+        documents = {}
+        latest = ServerVersion.objects.filter(server__in=servers).order_by(
+            "server_id", "-is_latest", "-published_at", "-pk"
+        )
+        for server_id, document in latest.values_list("server_id", "document").iterator(chunk_size=1000):
+            documents.setdefault(server_id, document)
     changed = []
     for server in servers.iterator(chunk_size=1000):
         result = scoring.score(_facts(server, documents.get(server.pk) or {}), now=now)

@@ -10,7 +10,6 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from apps.marketplace import selectors
-from apps.marketplace.configs import NoLaunch, install_configs, launches
 from apps.workspaces.selectors import workspaces_with_role
 
 PAGE_SIZE = 24
@@ -42,18 +41,10 @@ def _pretty(value) -> str:
 
 @require_safe
 def server_detail(request: HttpRequest, name: str) -> HttpResponse:
-    server = selectors.server_named(name)
-    if server is None:
+    page = selectors.ServerPage.of(name, versions=50)
+    if page is None:
         raise Http404("No such server in the marketplace.")
-    versions = list(server.versions.order_by("-is_latest", "-published_at")[:50])
-    latest = versions[0].document if versions else {}
-    try:
-        configs = install_configs(latest)
-    except NoLaunch as exc:
-        configs, no_launch = None, str(exc)
-    else:
-        no_launch = ""
-    remote = next((launch for launch in launches(latest) if launch.remote), None)
+    configs, remote = page.configs, page.remote
     workspaces = list(workspaces_with_role(user=request.user)) if request.user.is_authenticated and remote else []
     clients = []
     if configs is not None:
@@ -69,12 +60,12 @@ def server_detail(request: HttpRequest, name: str) -> HttpResponse:
         request,
         "marketplace/detail.html",
         {
-            "server": server,
-            "versions": versions,
-            "document": latest,
+            "server": page.server,
+            "versions": page.versions,
+            "document": page.document,
             "variables": configs.launch.all_variables() if configs else [],
             "clients": clients,
-            "no_launch": no_launch,
+            "no_launch": page.no_launch,
             "remote": remote,
             "workspaces": workspaces,
         },

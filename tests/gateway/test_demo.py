@@ -3,7 +3,6 @@ through the gateway, and the demo's audit rows name that server and those tools.
 
 from __future__ import annotations
 
-import importlib
 import re
 from io import StringIO
 
@@ -14,7 +13,7 @@ from django.core.management import call_command
 from apps.audit.models import ToolCall
 from apps.gateway import demo_upstream
 from apps.gateway.models import ToolPin, UpstreamServer
-from apps.hosting.models import AllowedImage, Instance
+from apps.hosting.models import Instance
 from tests.gateway.test_transport import ACCEPT, rpc
 from tests.gateway.upstream import running
 
@@ -28,10 +27,7 @@ def demo_server(monkeypatch):
         yield server
 
 
-async def test_the_demo_token_lists_and_calls_real_tools(demo_server, asgi_client):
-    # The catalog's notes entry, as the data migration seeds it (transactional tests empty tables).
-    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
-    await AllowedImage.objects.aget_or_create(slug="notes", defaults=seeded)
+async def test_the_demo_token_lists_and_calls_real_tools(demo_server, asgi_client, notes):
     out = StringIO()
     await sync_to_async(call_command)("seed_demo", stdout=out)
     printed = out.getvalue()

@@ -3,31 +3,17 @@ through the real gateway; the gateway's fixtures are shared from tests/gateway."
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
-from apps.hosting import runtimes
 from apps.hosting.models import AllowedImage
 from tests.gateway.conftest import asgi_client, issue, relay_gateway  # noqa: F401 - fixtures
 from tests.gateway.daphne import gateway  # noqa: F401 - the real gateway (daphne), a fixture
 
 
-@pytest.fixture(autouse=True)
-def process_runtime(tmp_path, monkeypatch):
-    """A ProcessRuntime of this test's own (logs under tmp_path); whatever it started is stopped after."""
-    runtime = runtimes.ProcessRuntime(log_dir=tmp_path / "hosting")
-    monkeypatch.setattr(runtimes, "_process_runtime", runtime)
-    yield runtime
-    for pid in list(runtime._children):
-        runtime.stop(str(pid))
-
-
 @pytest.fixture
-def notes(db) -> AllowedImage:
-    """The catalog entry a data migration seeds (again here: transactional tests empty the tables)."""
-    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
-    return AllowedImage.objects.get_or_create(slug="notes", defaults=seeded)[0]
+def process_runtime(hosted_processes):
+    """The test's own ProcessRuntime (tests/conftest.py makes it for every test)."""
+    return hosted_processes
 
 
 @pytest.fixture

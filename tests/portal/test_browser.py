@@ -405,24 +405,7 @@ def test_other_workspace_pages_fit_a_phone(live_server, browser, cast, page):
 # --- Hosted servers: the Hosted tab and the deploy console ---------------------------
 
 
-@pytest.fixture
-def hosted_notes(tmp_path, monkeypatch):
-    """The notes catalog entry (transactional tests empty the tables) and a ProcessRuntime of
-    this test's own, whatever it started stopped after (as in tests/hosting/conftest.py)."""
-    import importlib
-
-    from apps.hosting import runtimes
-    from apps.hosting.models import AllowedImage
-
-    runtime = runtimes.ProcessRuntime(log_dir=tmp_path / "hosting")
-    monkeypatch.setattr(runtimes, "_process_runtime", runtime)
-    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
-    yield AllowedImage.objects.get_or_create(slug="notes", defaults=seeded)[0]
-    for pid in list(runtime._children):
-        runtime.stop(str(pid))
-
-
-def test_owner_deploys_a_hosted_server_from_the_tab_and_sees_it_running(live_server, browser, cast, hosted_notes):
+def test_owner_deploys_a_hosted_server_from_the_tab_and_sees_it_running(live_server, browser, cast, notes):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -499,13 +482,13 @@ window.WebSocket = class {
 
 
 @pytest.mark.parametrize("ending", ["healthy", "failed"])
-def test_the_console_follows_a_deploy_until_it_settles(live_server, browser, cast, hosted_notes, ending):
+def test_the_console_follows_a_deploy_until_it_settles(live_server, browser, cast, notes, ending):
     from selenium.webdriver.common.by import By
 
     from apps.hosting.models import Instance
 
     instance = Instance.objects.create(
-        workspace=cast.acme, image=hosted_notes, status=Instance.Status.STARTING, created_by=cast.alice
+        workspace=cast.acme, image=notes, status=Instance.Status.STARTING, created_by=cast.alice
     )
     alice = browser()
     _sign_in(alice, live_server.url, cast.alice.email)
@@ -550,12 +533,12 @@ def test_the_console_follows_a_deploy_until_it_settles(live_server, browser, cas
     assert alice.execute_script("return window.__sockets.length") == 1  # and does not reconnect
 
 
-def test_the_hosted_pages_fit_a_phone(live_server, browser, cast, hosted_notes):
+def test_the_hosted_pages_fit_a_phone(live_server, browser, cast, notes):
     from apps.hosting.models import Instance
 
     instance = Instance.objects.create(
         workspace=cast.acme,
-        image=hosted_notes,
+        image=notes,
         status=Instance.Status.FAILED,
         error="The server exited before it was ready.\n" + "a-very-long-log-line-without-any-spaces-" * 8,
         created_by=cast.carol,
@@ -575,14 +558,13 @@ def test_the_hosted_pages_fit_a_phone(live_server, browser, cast, hosted_notes):
 
 
 def test_a_deploy_streams_over_a_real_websocket_then_its_tools_answer_and_it_terminates(
-    transactional_db, browser, cast, gateway
+    transactional_db, browser, cast, gateway, notes
 ):
     """The whole path under daphne (HTTP and WebSockets, as production serves them): the
     Owner deploys from the Hosted tab, the instance page's console connects, follows it to
     RUNNING + HEALTHY and closes itself; a Member's token calls its tool through the gateway
     with the SDK client; Terminate stops it."""
     import asyncio
-    import importlib
     import os
     import signal
 
@@ -592,11 +574,9 @@ def test_a_deploy_streams_over_a_real_websocket_then_its_tools_answer_and_it_ter
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from apps.hosting.models import AllowedImage, Instance
+    from apps.hosting.models import Instance
     from apps.tokens.services import token_create
 
-    seeded = importlib.import_module("apps.hosting.migrations.0002_seed_notes").NOTES
-    AllowedImage.objects.get_or_create(slug="notes", defaults=seeded)
     base = gateway()
     alice = browser()
     _sign_in(alice, base, cast.alice.email)

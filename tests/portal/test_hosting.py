@@ -19,7 +19,7 @@ from apps.hosting.models import AllowedImage, Instance
 from apps.hosting.services import MASK, instance_deploy
 from apps.rbac.roles import Role
 from tests.factories import MembershipFactory, UserFactory
-from tests.hosting.conftest import keyed, notes, process_runtime  # noqa: F401 - fixtures (process_runtime: autouse)
+from tests.hosting.conftest import keyed, process_runtime  # noqa: F401 - fixtures
 
 SECRET = "hosted-s3cr3t-7788"  # a credential: it must never come back to a browser
 FORBIDDEN = "This page is for the workspace's Owners and Admins; you are a Member."
@@ -61,13 +61,13 @@ def erin(cast) -> User:
 
 
 @pytest.fixture
-def requested(cast, notes) -> Instance:  # noqa: F811 - the fixture, by name
+def requested(cast, notes) -> Instance:
     """carol's request for notes (nothing runs until it is approved)."""
     return instance_deploy(access=cast.access(cast.carol), image=notes, env={})
 
 
 @pytest.fixture
-def running_row(cast, notes) -> Instance:  # noqa: F811
+def running_row(cast, notes) -> Instance:
     """An instance acme's page lists as running (a row only: no process behind it)."""
     return Instance.objects.create(
         workspace=cast.acme, image=notes, status=Instance.Status.RUNNING, healthy=True, created_by=cast.bob
@@ -102,7 +102,7 @@ def test_the_tab_shows_usage_the_isolation_notice_and_the_catalog(cast, signed_i
     assert _url("hosted-instance", running_row.pk) in row and _url("hosted-terminate", running_row.pk) in row
 
 
-def test_the_tab_is_everyones_and_a_member_requests_rather_than_deploys(cast, signed_in, notes, running_row):  # noqa: F811
+def test_the_tab_is_everyones_and_a_member_requests_rather_than_deploys(cast, signed_in, notes, running_row):
     url = _url("hosted")
     for user in (cast.alice, cast.bob, cast.carol):
         assert f'href="{url}">Hosted<' in signed_in(user).get(_url("workspace")).content.decode(), user.email
@@ -132,7 +132,7 @@ def test_the_page_costs_a_fixed_number_of_queries(cast, signed_in, notes, keyed,
 
 
 @pytest.mark.django_db(transaction=True)  # the deploy task runs once the request's transaction commits
-def test_owner_deploys_notes_and_lands_on_its_running_instance(cast, signed_in, notes):  # noqa: F811
+def test_owner_deploys_notes_and_lands_on_its_running_instance(cast, signed_in, notes):
     alice = signed_in(cast.alice)
     response = alice.post(_url("hosted-deploy", "notes"), {"notes-profile": "medium"}, follow=True)
 
@@ -258,7 +258,7 @@ def test_a_refused_form_never_sends_the_credential_back(cast, signed_in, keyed):
     assert not Instance.objects.exists()
 
 
-def test_the_plan_limit_is_explained_on_the_form(cast, signed_in, notes):  # noqa: F811
+def test_the_plan_limit_is_explained_on_the_form(cast, signed_in, notes):
     for _ in range(3):
         Instance.objects.create(workspace=cast.acme, image=notes, status=Instance.Status.RUNNING, healthy=True)
     response = signed_in(cast.alice).post(_url("hosted-deploy", "notes"), {"notes-profile": "small"})
@@ -312,7 +312,7 @@ def test_an_outsider_gets_404_for_every_hosted_url_and_method(cast, signed_in, r
     assert dave.get(reverse("portal:hosted", args=["no-such-workspace"])).status_code == 404
 
 
-def test_another_workspaces_instance_is_unknown_here(cast, signed_in, notes):  # noqa: F811
+def test_another_workspaces_instance_is_unknown_here(cast, signed_in, notes):
     theirs = instance_deploy(access=cast.access(cast.dave, cast.globex), image=notes, env={})  # pending: no commit
     alice = signed_in(cast.alice)
     before = _state()
@@ -348,7 +348,7 @@ def test_a_member_is_refused_the_owner_and_admin_actions(cast, signed_in, reques
     assert _state() == before
 
 
-def test_a_member_sees_only_the_instances_she_asked_for(cast, signed_in, notes, erin, requested, running_row):  # noqa: F811
+def test_a_member_sees_only_the_instances_she_asked_for(cast, signed_in, notes, erin, requested, running_row):
     erins = instance_deploy(access=cast.access(erin), image=notes, env={})
     carol = signed_in(cast.carol)
     assert carol.get(_url("hosted-instance", requested.pk)).status_code == 200
@@ -390,7 +390,7 @@ def test_csrf_is_enforced_on_every_hosted_form(cast, requested):
     assert _state() == before and AuditEvent.objects.count() == events
 
 
-def test_the_csrf_token_from_the_page_lets_a_deploy_through(cast, signed_in, notes):  # noqa: F811
+def test_the_csrf_token_from_the_page_lets_a_deploy_through(cast, signed_in, notes):
     client = Client(enforce_csrf_checks=True)
     client.force_login(cast.carol)
     token = client.get(_url("hosted")).context["csrf_token"]
@@ -467,7 +467,7 @@ def test_an_unavailable_server_is_listed_with_its_reason_and_cannot_be_deployed(
     assert not Instance.objects.exists()
 
 
-def test_outbound_access_is_asked_for_only_where_the_server_needs_it(cast, signed_in, notes):  # noqa: F811
+def test_outbound_access_is_asked_for_only_where_the_server_needs_it(cast, signed_in, notes):
     AllowedImage.objects.create(
         slug="search",
         name="Search",
@@ -495,7 +495,7 @@ def test_a_refused_deploy_says_so_at_the_top_and_points_at_its_card(cast, signed
     assert body.index('role="alert"') < body.index('id="instances"')
 
 
-def test_an_approval_the_plan_has_no_room_for_is_refused_with_the_reason(cast, signed_in, notes, requested):  # noqa: F811
+def test_an_approval_the_plan_has_no_room_for_is_refused_with_the_reason(cast, signed_in, notes, requested):
     for _ in range(3):
         Instance.objects.create(workspace=cast.acme, image=notes, status=Instance.Status.RUNNING, healthy=True)
     response = signed_in(cast.alice).post(_url("hosted-approve", requested.pk), follow=True)

@@ -13,7 +13,6 @@ from rest_framework.response import Response
 
 from apps.marketplace import selectors
 from apps.marketplace.api import serializers
-from apps.marketplace.configs import NoLaunch, install_configs
 from apps.marketplace.models import Server
 
 TAGS = ["marketplace"]
@@ -55,14 +54,8 @@ class ServerDetailView(generics.GenericAPIView):
 
     @extend_schema(tags=TAGS, summary="A server: its score with reasons, versions, install configs and server.json")
     def get(self, request: Request, name: str) -> Response:
-        server = selectors.server_named(name)
-        if server is None:
+        page = selectors.ServerPage.of(name)
+        if page is None:
             return Response({"error": f"No server named {name} in the marketplace."}, status=404)
-        versions = list(server.versions.order_by("-is_latest", "-published_at")[:100])
-        document = versions[0].document if versions else {}
-        try:
-            configs = install_configs(document)
-        except NoLaunch:
-            configs = None
-        context = {"versions": versions, "configs": configs, "document": document}
-        return Response(serializers.CatalogServerDetailSerializer(server, context=context).data)
+        context = {"versions": page.versions, "configs": page.configs, "document": page.document}
+        return Response(serializers.CatalogServerDetailSerializer(page.server, context=context).data)

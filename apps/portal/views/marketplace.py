@@ -16,18 +16,11 @@ from django.views.decorators.http import require_POST
 from apps.core.http import client_ip
 from apps.gateway import services as gateway_services
 from apps.marketplace import selectors as marketplace
-from apps.marketplace.configs import Launch, launches
+from apps.marketplace.configs import with_values
 from apps.portal.views.base import attempt
 from apps.portal.views.security import back_to_security
 from apps.rbac.access import RoleRequired, workspace_for
 from apps.rbac.roles import Capability
-
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
-
-
-def remote_of(document: dict) -> Launch | None:
-    """The server's first hosted endpoint, if it has one."""
-    return next((launch for launch in launches(document) if launch.remote), None)
 
 
 def upstream_slug(name: str) -> str:
@@ -39,11 +32,10 @@ def upstream_slug(name: str) -> str:
 @login_required
 @require_POST
 def add_to_workspace(request: HttpRequest, name: str) -> HttpResponse:
-    server = marketplace.server_named(name)
-    version = server.versions.order_by("-is_latest", "-published_at").first() if server else None
-    remote = remote_of(version.document) if version else None
-    if remote is None:
+    page = marketplace.ServerPage.of(name, versions=1)
+    if page is None or page.remote is None:
         raise Http404("No such server with a hosted endpoint.")
+    server, remote = page.server, page.remote
     back = reverse("marketplace:detail", args=[server.name])
     try:
         access = workspace_for(
@@ -58,7 +50,7 @@ def add_to_workspace(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, f"{server.name} needs {', '.join(missing)} for its headers: give a value for each.")
         return redirect(back)
     # Stored encrypted with the upstream, as the Security tab's headers are.
-    headers = {header: PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), value) for header, value in remote.headers}
+    headers = {header: with_values(value, values) for header, value in remote.headers}
     ok, added = attempt(
         request,
         lambda: gateway_services.server_add(
