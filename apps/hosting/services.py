@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -372,12 +373,24 @@ def instance_reconcile() -> tuple[int, int]:
     """Make the runtime and the rows agree: a container labelled as an instance that is not
     starting or running is removed (an orphan: its row was terminated, failed or deleted
     while the container lived on), and a running row whose container is gone is failed
-    (with its upstream disabled, as the health sweep does). (removed, failed). A runtime
-    that cannot list what it runs (the process runtime) is left alone."""
+    (with its upstream disabled, as the health sweep does). (removed, failed). A row still
+    starting after the deploy task's time limit lost its worker (``kill -9``, a crash): it is
+    failed and whatever it started stopped. A runtime that cannot list what it runs (the
+    process runtime) has only that last check."""
     runtime = runtime_for_settings()
+    failed = 0
+    cutoff = timezone.now() - timedelta(seconds=tasks.DEPLOY_TIME_LIMIT)
+    stale = Instance.objects.filter(status=Instance.Status.STARTING, started_at__lt=cutoff)
+    for instance in stale.select_related("workspace", "image"):
+        lines = runtime.tail(instance.runtime_id).lines if instance.runtime_id else []
+        if instance.runtime_id:
+            runtime.stop(instance.runtime_id)
+        _remove_upstream(instance)
+        _fail(instance, "Its deploy did not finish: the worker running it stopped.", lines, instance.get_env())
+        failed += 1
     listed = runtime.listed()
     if listed is None:
-        return 0, 0
+        return 0, failed
     live = set(
         Instance.objects.filter(status__in=(Instance.Status.STARTING, Instance.Status.RUNNING)).values_list(
             "pk", "runtime_id"
@@ -389,7 +402,6 @@ def instance_reconcile() -> tuple[int, int]:
         if instance_id not in live_ids:
             runtime.stop(runtime_id)
             removed += 1
-    failed = 0
     gone = Instance.objects.filter(status=Instance.Status.RUNNING).exclude(runtime_id__in=list(listed))
     for instance in gone.select_related("workspace", "image"):
         _disable_upstream(instance)

@@ -10,8 +10,12 @@ from celery import shared_task
 
 from apps.hosting import services
 
+# A deploy never runs longer than this (the worker kills it): a row still "starting" after it
+# lost its worker (services.instance_reconcile).
+DEPLOY_TIME_LIMIT = 180
 
-@shared_task(name="apps.hosting.tasks.instance_deploy_run", time_limit=180, soft_time_limit=150)
+
+@shared_task(name="apps.hosting.tasks.instance_deploy_run", time_limit=DEPLOY_TIME_LIMIT, soft_time_limit=150)
 def instance_deploy_run(instance_id: int) -> None:
     services.instance_deploy_run(instance_id=instance_id)
 

@@ -7,20 +7,22 @@ import json
 import os
 import signal
 import time
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.core.errors import RuleViolation
 from apps.gateway.models import ToolPin, UpstreamServer
-from apps.hosting import runtimes, services
+from apps.hosting import runtimes, services, tasks
 from apps.hosting.models import AllowedImage, Instance
 from apps.hosting.runtimes import ProcessRuntime, runtime_for_settings
-from apps.hosting.services import instance_deploy, instance_health_sweep, instance_terminate
+from apps.hosting.services import instance_deploy, instance_health_sweep, instance_reconcile, instance_terminate
 from apps.rbac.access import PermissionDenied
 from tests.factories import UserFactory
 from tests.gateway.test_transport import ACCEPT, URL, rpc
@@ -202,3 +204,24 @@ def test_a_redelivered_deploy_starts_nothing_twice(cast, notes, process_runtime)
     services.instance_deploy_run(instance_id=instance.pk)
     assert list(process_runtime._children) == [int(instance.runtime_id)]
     assert AllowedImage.objects.get(slug="notes").instances.count() == 1
+
+
+def test_a_deploy_whose_worker_died_is_failed_by_reconcile(cast, notes, process_runtime):
+    """The worker was killed between starting the bridge and recording it running: the row
+    stays "starting" until reconcile, past the task's time limit, fails it and stops the bridge."""
+    instance = Instance.objects.create(workspace=cast.acme, image=notes, status=Instance.Status.STARTING)
+    runtime_id, port = process_runtime.start(instance, {})
+    Instance.objects.filter(pk=instance.pk).update(
+        runtime_id=runtime_id,
+        host_port=port,
+        started_at=timezone.now() - timedelta(seconds=tasks.DEPLOY_TIME_LIMIT - 5),
+    )
+    assert instance_reconcile() == (0, 0)  # it may still be deploying
+    Instance.objects.filter(pk=instance.pk).update(
+        started_at=timezone.now() - timedelta(seconds=tasks.DEPLOY_TIME_LIMIT + 5)
+    )
+    assert instance_reconcile() == (0, 1)
+    instance.refresh_from_db()
+    assert instance.status == Instance.Status.FAILED and "worker running it stopped" in instance.error
+    assert not process_runtime.alive(runtime_id)
+    assert instance_reconcile() == (0, 0)
