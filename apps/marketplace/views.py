@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from apps.marketplace import selectors
+from apps.marketplace import search, selectors
 from apps.workspaces.selectors import workspaces_with_role
 
 PAGE_SIZE = 24
@@ -17,9 +17,9 @@ PAGE_SIZE = 24
 
 @require_safe
 def server_list(request: HttpRequest) -> HttpResponse:
-    query = selectors.Search.from_params(request.GET)
-    page = Paginator(selectors.search(query), PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = selectors.facet_counts(query)
+    query = search.Search.from_params(request.GET)
+    page = Paginator(search.search(query), PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = search.facet_counts(query)
     params = request.GET.copy()
     params.pop("page", None)
     return render(
@@ -29,8 +29,8 @@ def server_list(request: HttpRequest) -> HttpResponse:
             "query": query,
             "page": page,
             "params": params.urlencode(),
-            "transports": [(t, counts[f"transport:{t}"]) for t in selectors.TRANSPORTS],
-            "packages": [(p, counts[f"package:{p}"]) for p in selectors.PACKAGE_TYPES],
+            "transports": [(t, counts[f"transport:{t}"]) for t in search.TRANSPORTS],
+            "packages": [(p, counts[f"package:{p}"]) for p in search.PACKAGE_TYPES],
         },
     )
 

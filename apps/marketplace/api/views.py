@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.marketplace import selectors
+from apps.marketplace import search, selectors
 from apps.marketplace.api import serializers
 from apps.marketplace.models import Server
 
@@ -26,10 +26,10 @@ class SearchPagination(PageNumberPagination):
 
 SEARCH_PARAMETERS = [
     OpenApiParameter("q", OpenApiTypes.STR, description="Words in the name, title or description."),
-    OpenApiParameter("transport", OpenApiTypes.STR, enum=list(selectors.TRANSPORTS)),
-    OpenApiParameter("package", OpenApiTypes.STR, enum=list(selectors.PACKAGE_TYPES)),
+    OpenApiParameter("transport", OpenApiTypes.STR, enum=list(search.TRANSPORTS)),
+    OpenApiParameter("package", OpenApiTypes.STR, enum=list(search.PACKAGE_TYPES)),
     OpenApiParameter("remote", OpenApiTypes.STR, enum=["1"], description="Only servers with a hosted endpoint."),
-    OpenApiParameter("sort", OpenApiTypes.STR, enum=list(selectors.SORTS)),
+    OpenApiParameter("sort", OpenApiTypes.STR, enum=list(search.SORTS)),
 ]
 
 
@@ -40,7 +40,7 @@ class ServerListView(generics.ListAPIView):
     queryset = Server.objects.none()
 
     def get_queryset(self):
-        return selectors.search(selectors.Search.from_params(self.request.query_params))
+        return search.search(search.Search.from_params(self.request.query_params))
 
     @extend_schema(tags=TAGS, summary="Search the marketplace", parameters=SEARCH_PARAMETERS)
     def get(self, request: Request) -> Response:

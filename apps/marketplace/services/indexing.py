@@ -1,4 +1,4 @@
-"""Writes for the marketplace: indexing the registry.
+"""Writes for the marketplace: indexing the registry and the awesome list.
 
 ``registry_index`` walks a source page by page (the registry's API, or a file of entries in
 any of its shapes) and writes each page in one short transaction: publishers, servers and
@@ -27,10 +27,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from apps.marketplace import scoring
-from apps.marketplace.configs import launches
 from apps.marketplace.models import IndexRun, Publisher, Server, ServerVersion
 from apps.marketplace.registry import BadEntry, Entry, RegistryClient, RegistryError, items_of, parse
+from apps.marketplace.services.scores import scores_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -174,47 +173,6 @@ def repository_key(url: str) -> str:
     """``https://github.com/Owner/Repo.git`` → ``owner/repo`` (how the two sources meet)."""
     match = GITHUB_REPOSITORY.match(url or "")
     return f"{match.group(1)}/{match.group(2)}".lower()[:200] if match else ""
-
-
-def _facts(server: Server, document: dict[str, Any]) -> scoring.Facts:
-    found = launches(document)
-    variables = [var for launch in found[:1] for var in launch.all_variables()]
-    return scoring.Facts(
-        installable=bool(found),
-        description=server.description,
-        title=server.title,
-        in_registry=server.source == Server.Source.REGISTRY,
-        deprecated=server.status == Server.Status.DEPRECATED,
-        archived=server.archived,
-        stars=server.stars,
-        last_commit_at=server.last_commit_at,
-        variables=len(variables),
-        variables_described=sum(1 for var in variables if var.description.strip()),
-    )
-
-
-def scores_refresh(
-    *, server_ids: Iterable[int] | None = None, documents: dict[int, dict] | None = None, now: datetime | None = None
-) -> int:
-    """Score servers again (all when ``server_ids`` is None) from their latest server.json
-    (``documents``, by server id, when the caller has them at hand)."""
-    now = now or timezone.now()
-    servers = Server.objects.all() if server_ids is None else Server.objects.filter(pk__in=list(server_ids))
-    if documents is None:
-        documents = {}
-        latest = ServerVersion.objects.filter(server__in=servers).order_by(
-            "server_id", "-is_latest", "-published_at", "-pk"
-        )
-        for server_id, document in latest.values_list("server_id", "document").iterator(chunk_size=1000):
-            documents.setdefault(server_id, document)
-    changed = []
-    for server in servers.iterator(chunk_size=1000):
-        result = scoring.score(_facts(server, documents.get(server.pk) or {}), now=now)
-        server.score, server.grade = result.points, result.grade
-        server.score_reasons = [reason.as_dict() for reason in result.reasons]
-        changed.append(server)
-    Server.objects.bulk_update(changed, ["score", "grade", "score_reasons"], batch_size=500)
-    return len(changed)
 
 
 # --- the awesome list -------------------------------------------------------------------
