@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.gateway",
     "apps.hosting",
     "apps.marketplace",
+    "apps.configtools",
     "apps.portal",
 ]
 
