@@ -18,6 +18,7 @@ run: $(STAMP)
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py demo_upstream & demo=$$!; \
 	trap 'kill $$demo 2>/dev/null; DEBUG=1 $(BIN)/python manage.py terminate demo --all >/dev/null 2>&1' EXIT INT TERM; \
+	DEBUG=1 $(BIN)/python manage.py seed_marketplace && \
 	DEBUG=1 $(BIN)/python manage.py seed_demo && \
 	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
 

@@ -22,9 +22,6 @@ score, from its latest server.json): 20.4 s and 1.8 s, quiet machine.
 from __future__ import annotations
 
 import argparse
-import copy
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -32,26 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_DB = "mcpnest_bench_index"
 
 
 def _entries(count: int) -> list[dict]:
+    from bench._shared import copies
     from tests.marketplace.registry_server import SNAPSHOT, entries
 
-    real = entries(SNAPSHOT)
-    entries, copy_number = [], 0
-    while len(entries) < count:
-        for item in real:
-            if len(entries) == count:
-                break
-            clone = copy.deepcopy(item)
-            if copy_number:
-                clone["server"]["name"] += f"-copy{copy_number}"
-            entries.append(clone)
-        copy_number += 1
-    return entries
+    return copies(entries(SNAPSHOT), count)
 
 
 def main() -> None:
@@ -59,26 +44,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=10_000)
     args = parser.parse_args()
 
-    import psycopg
+    from bench._shared import django_on_postgres
 
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_DB}")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="mcpnest.settings.base",
-        DEBUG="0",
-        SECRET_KEY="bench-" + secrets.token_urlsafe(48),
-        MCPNEST_ENCRYPTION_KEYS="dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA=",
-        MCPNEST_AUDIT_KEYS="bench-" + secrets.token_urlsafe(48),
-        ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{PG_DB}",
-        REDIS_URL="",
-    )
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    django_on_postgres(PG_DB)
 
     from apps.marketplace.models import Server, ServerVersion
     from apps.marketplace.services import registry_index

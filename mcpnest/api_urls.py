@@ -14,4 +14,5 @@ urlpatterns = [
     path("workspaces/<slug:slug>/hosting/", include("apps.hosting.api.urls")),
     path("me/", include("apps.accounts.api.urls")),
     path("marketplace/", include("apps.marketplace.api.urls")),
+    path("tools/", include("apps.configtools.api.urls")),
 ]

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.gateway.views import endpoint as gateway_endpoint
+from apps.marketplace.registry_urls import workspace_urlpatterns as workspace_registry_urls
 
 # Staff sign in through allauth, so MFA and its rate limits apply to the admin too.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -18,6 +19,8 @@ urlpatterns = [
     path("api/v1/", include("mcpnest.api_urls")),
     path("api/gw/<slug:slug>", gateway_endpoint, name="gateway"),
     path("v0.1/", include("apps.marketplace.registry_urls")),
+    path("api/registry/<slug:workspace>/v0.1/", include(workspace_registry_urls)),
+    path("tools/", include("apps.configtools.urls")),
     path("", include("apps.marketplace.urls")),
     path("", include("apps.portal.urls")),
 ]

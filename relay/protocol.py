@@ -18,3 +18,18 @@ CLIENT_CAPABILITY_OF = {
 # (the gateway with an upstream, the bridge with its child): each request reaches a client
 # that declared the capability too, and is refused otherwise.
 RELAYED_CLIENT_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
+
+
+def json_kind(value: object) -> str:
+    """A JSON value's type in words ("an array"), for messages about malformed input."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -40,7 +40,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from relay.config import Era, Settings, UpstreamConfig
 from relay.http1 import UpstreamTransport
 from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
-from relay.protocol import RELAYED_CLIENT_CAPABILITIES
+from relay.protocol import RELAYED_CLIENT_CAPABILITIES, json_kind
 
 logger = logging.getLogger(__name__)
 
@@ -110,21 +110,6 @@ def _too_large(slug: str, limit: int) -> UpstreamError:
     return failure(slug, f"answered more than {size}; the gateway's limit is MCPNEST_GATEWAY_MAX_RESPONSE_BYTES")
 
 
-def _kind(value: Any) -> str:
-    """A JSON value's type, for messages about malformed replies."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -137,14 +122,14 @@ def _object(value: Any) -> dict[str, Any]:
 def _refusal(slug: str, error: Any) -> UpstreamError:
     """What to tell the caller for an upstream's ``error`` member."""
     if not isinstance(error, dict):
-        return failure(slug, f"sent a malformed error ({_kind(error)}, not an error object)")
+        return failure(slug, f"sent a malformed error ({json_kind(error)}, not an error object)")
     if "code" not in error:
         return failure(slug, "sent a malformed error (no code)")
     code, message = error["code"], error.get("message")
     if not isinstance(code, int) or isinstance(code, bool):
         return failure(slug, f"sent a malformed error (code {_short(code)})")
     if not isinstance(message, str):
-        return failure(slug, f"sent a malformed error (code {code} with {_kind(message)} as its message)")
+        return failure(slug, f"sent a malformed error (code {code} with {json_kind(message)} as its message)")
     if code not in INT32:
         # Not a code a client can hold: -32000, and the message says whose and which it was.
         return UpstreamRefused(
@@ -171,7 +156,7 @@ def result_of(slug: str, reply: dict[str, Any]) -> dict[str, Any]:
         raise failure(slug, "sent a reply without a result")
     result = reply["result"]
     if not isinstance(result, dict):
-        raise failure(slug, f"sent a malformed result ({_kind(result)}, not an object)")
+        raise failure(slug, f"sent a malformed result ({json_kind(result)}, not an object)")
     if not isinstance(result.get("_meta", {}), dict):
         raise failure(slug, "sent a malformed result (its _meta is not an object)")
     return result
@@ -919,7 +904,7 @@ class Upstream:
                 raise self._fail(f"{method} failed: {exc.client_message[:200]}") from None
             page = result.get(key, [])
             if not isinstance(page, list):
-                raise self._fail(f"sent a malformed {method} result ({key} is {_kind(page)}, not an array)")
+                raise self._fail(f"sent a malformed {method} result ({key} is {json_kind(page)}, not an array)")
             items.extend(item for item in page if isinstance(item, dict))
             cursor = result.get("nextCursor")
             if not cursor or not isinstance(cursor, str):

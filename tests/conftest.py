@@ -16,6 +16,7 @@ from apps.hosting.models import AllowedImage
 from apps.rbac.access import Access, access_for
 from apps.rbac.roles import Role
 from apps.workspaces.models import Workspace
+from tests.browser import browser  # noqa: F401 - the fixture, for every module that drives Chromium
 from tests.factories import PASSWORD, MembershipFactory, UserFactory, WorkspaceFactory
 
 

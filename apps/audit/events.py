@@ -45,6 +45,13 @@ class Action(StrEnum):
     INSTANCE_DEPLOYED = "instance.deployed"
     INSTANCE_FAILED = "instance.failed"
     INSTANCE_TERMINATED = "instance.terminated"
+
+    # The marketplace: not a workspace's, so on the global chain.
+    SUBMISSION_CREATED = "submission.created"
+    SUBMISSION_APPROVED = "submission.approved"
+    SUBMISSION_REJECTED = "submission.rejected"
+    PUBLISHER_VERIFIED = "publisher.verified"
+    PUBLISHER_UNVERIFIED = "publisher.unverified"
     # Sign-in and the audit trail itself
     API_KEY_CREATED = "auth.api_key_created"
     API_KEY_REVOKED = "auth.api_key_revoked"

@@ -21,6 +21,11 @@ def _dump(config: dict[str, Any]) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
+# The stdio bridge Claude Desktop reaches a remote server through, pinned like any package
+# (the marketplace's configs use it too).
+MCP_REMOTE = "mcp-remote@0.15.1"
+
+
 def claude_desktop(slug: str, url: str) -> str:
     """claude_desktop_config.json: Claude Desktop starts local servers only, so it runs
     ``npx mcp-remote`` as a bridge to the gateway.
@@ -28,7 +33,7 @@ def claude_desktop(slug: str, url: str) -> str:
     The header goes through an environment variable because Claude Desktop (and Cursor on
     Windows) split arguments on spaces, which breaks "Authorization: Bearer …" in ``args``.
     """
-    args = ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"]
+    args = ["-y", MCP_REMOTE, url, "--header", "Authorization:${AUTH_HEADER}"]
     if urlsplit(url).scheme == "http":
         args.append("--allow-http")  # mcp-remote refuses plain HTTP to anything but localhost otherwise
     return _dump({"mcpServers": {slug: {"command": "npx", "args": args, "env": {"AUTH_HEADER": BEARER}}}})

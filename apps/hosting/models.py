@@ -64,6 +64,14 @@ class AllowedImage(models.Model):
     unavailable_reason = models.CharField(
         max_length=300, blank=True, help_text="When set, the server is listed but cannot be deployed, for this reason."
     )
+    # How the marketplace finds its way here: a registry server.json whose package is this one
+    # deploys from the Hosted tab, and the workspace's own registry lists it while it runs.
+    registry_package = models.CharField(
+        max_length=300,
+        blank=True,
+        db_index=True,
+        help_text='The package it runs, as the MCP registry names it: "npm:@scope/name", "pypi:name".',
+    )
 
     class Meta:
         ordering = ["slug"]

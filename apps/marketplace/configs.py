@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from apps.gateway.client_configs import MCP_REMOTE
+
 CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode", "windsurf")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REMOTE_TYPES = ("streamable-http", "sse")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
 @dataclass(frozen=True)
@@ -128,14 +130,43 @@ def _package_launch(key: str, package: dict[str, Any]) -> Launch | None:
         command, args = "uvx", [*runtime_args, f"{identifier}=={version}" if pinned else identifier]
     elif kind == "oci":
         env_flags = [flag for var in env for flag in ("-e", var.name)]
-        command, args = "docker", ["run", "-i", "--rm", *env_flags, *runtime_args, identifier]
+        command, args = (
+            "docker",
+            ["run", "-i", "--rm", *env_flags, *_docker_extra(runtime_args, identifier, env), identifier],
+        )
     elif kind == "nuget":
         command, args = "dnx", [f"{identifier}@{version}" if pinned else identifier, "--yes", *runtime_args]
         if package_args:
             args.append("--")
     else:
         return None
-    return Launch(key=key, command=command, args=(*args, *package_args), env=env)
+    args = [*args, *package_args]
+    # Argument placeholders ({hint}, or {var} inside a value) are variables the user fills,
+    # like the environment's: every client then declares or prompts for them.
+    named = {var.name for var in env}
+    hinted = dict.fromkeys(name for arg in args for name in PLACEHOLDER.findall(arg) if name not in named)
+    variables = tuple(Variable(name=name, description=f"{name} argument", required=True) for name in hinted)
+    return Launch(key=key, command=command, args=tuple(args), env=env, variables=variables)
+
+
+def _docker_extra(runtime_args: list[str], identifier: str, env: tuple[Variable, ...]) -> list[str]:
+    """Some entries give the whole ``docker run -i --rm -e VAR image`` as runtime arguments;
+    keep only what the launch does not already say (its flags, its ``-e``, its image)."""
+    if not runtime_args or runtime_args[0] != "run":
+        return runtime_args
+    image = identifier.split("@", 1)[0].rsplit(":", 1)[0] if "/" in identifier or ":" in identifier else identifier
+    names = {var.name for var in env}
+    extra, items = [], iter(runtime_args[1:])
+    for arg in items:
+        if arg in ("-i", "--interactive", "--rm") or arg in (identifier, image):
+            continue
+        if arg in ("-e", "--env"):
+            value = next(items, "")
+            if value not in names:
+                extra += [arg, value]
+            continue
+        extra.append(arg)
+    return extra
 
 
 def _remote_launch(key: str, remote: dict[str, Any]) -> Launch | None:
@@ -154,9 +185,11 @@ def _remote_launch(key: str, remote: dict[str, Any]) -> Launch | None:
         if header.get("isSecret") or not value:
             # A secret is never written down: the whole value comes from a variable.
             var = re.sub(r"[^A-Za-z0-9]+", "_", header["name"]).strip("_").upper() or "HEADER"
-            value = value if _PLACEHOLDER.search(value) else "{" + var + "}"
+            value = value if PLACEHOLDER.search(value) else "{" + var + "}"
+        # {mia-platform-client-id} is no shell variable name: {mia_platform_client_id} is.
+        value = PLACEHOLDER.sub(lambda m: "{" + m.group(1).replace("-", "_") + "}", value)
         headers.append((header["name"], value))
-        for name in _PLACEHOLDER.findall(value):
+        for name in PLACEHOLDER.findall(value):
             variables.append(
                 Variable(
                     name=name,
@@ -170,7 +203,7 @@ def _remote_launch(key: str, remote: dict[str, Any]) -> Launch | None:
 
 def with_values(text: str, values: dict[str, str]) -> str:
     """``{VAR}`` placeholders replaced by the values given (a header to store, encrypted)."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), text)
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), text)
 
 
 def launches(document: dict[str, Any]) -> list[Launch]:
@@ -194,7 +227,7 @@ def launches(document: dict[str, Any]) -> list[Launch]:
 
 def _fill(text: str, style: str) -> str:
     """``{VAR}`` (the registry's placeholder) in the client's own placeholder syntax."""
-    return _PLACEHOLDER.sub(lambda m: style.format(m.group(1)), text)
+    return PLACEHOLDER.sub(lambda m: style.format(m.group(1)), text)
 
 
 def _stdio_entry(launch: Launch, style: str, **extra: Any) -> dict[str, Any]:
@@ -211,7 +244,7 @@ def _headers(launch: Launch, style: str) -> dict[str, str]:
 def claude_desktop(launch: Launch) -> dict[str, Any]:
     """Claude Desktop reads no remote servers from its file: a remote goes through mcp-remote."""
     if launch.remote:
-        args = ["-y", "mcp-remote", launch.url]
+        args = ["-y", MCP_REMOTE, launch.url]
         env = {}
         for name, value in launch.headers:
             var = f"{re.sub(r'[^A-Za-z0-9]+', '_', name).upper()}_HEADER"
@@ -272,7 +305,7 @@ def cursor_deeplink(launch: Launch) -> str:
     return f"cursor://anysphere.cursor-deeplink/mcp/install?name={quote(launch.key)}&config={quote(config)}"
 
 
-def _input_id(name: str) -> str:
+def input_id(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
@@ -281,7 +314,7 @@ def vscode(launch: Launch) -> dict[str, Any]:
     inputs = [
         {
             "type": "promptString",
-            "id": _input_id(var.name),
+            "id": input_id(var.name),
             "description": var.description or var.name,
             "password": var.secret,
         }
@@ -290,7 +323,7 @@ def vscode(launch: Launch) -> dict[str, Any]:
     style = "${{input:{}}}"
 
     def filled(text: str) -> str:
-        return _PLACEHOLDER.sub(lambda m: style.format(_input_id(m.group(1))), text)
+        return PLACEHOLDER.sub(lambda m: style.format(input_id(m.group(1))), text)
 
     if launch.remote:
         entry: dict[str, Any] = {"type": "http" if launch.transport == "streamable-http" else "sse", "url": launch.url}
@@ -299,7 +332,7 @@ def vscode(launch: Launch) -> dict[str, Any]:
     else:
         entry = {"type": "stdio", "command": launch.command, "args": [filled(a) for a in launch.args]}
         if launch.env:
-            entry["env"] = {var.name: style.format(_input_id(var.name)) for var in launch.env}
+            entry["env"] = {var.name: style.format(input_id(var.name)) for var in launch.env}
     config: dict[str, Any] = {"servers": {launch.key: entry}}
     if inputs:
         config = {"inputs": inputs, **config}

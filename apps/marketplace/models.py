@@ -311,6 +311,14 @@ class Submission(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "-created_at"])]
+        constraints = [
+            # Two identical submissions sent at the same moment: one waits for review.
+            models.UniqueConstraint(
+                fields=["name", "version"],
+                condition=models.Q(status="pending"),
+                name="marketplace_submission_one_pending",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version} ({self.get_status_display()})"

@@ -10,6 +10,12 @@ Same shapes as the official one: items ``{"server": server.json, "_meta":
 ``metadata.nextCursor`` (opaque) and ``metadata.count``. Pages are keyset-paged on
 (name, version), so a page costs the same at any depth. Servers hidden by staff are not
 served; deleted and deprecated ones are, with their status, as the official registry does.
+
+A workspace has a registry of its own, the same API under ``/api/registry/<slug>/v0.1/``
+for a token of the workspace (``Authorization: Bearer mng_…``): it lists only what the
+workspace approved, so a company can point its MCP clients at a governed registry. Those
+are the marketplace servers whose hosted endpoint is one of its approved upstreams, and
+those whose package is a hosted catalog server it runs (``AllowedImage.registry_package``).
 """
 
 from __future__ import annotations
@@ -18,22 +24,30 @@ import base64
 import binascii
 import json
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from apps.gateway.models import UpstreamServer
+from apps.hosting.models import AllowedImage, Instance
 from apps.marketplace.models import ServerVersion
 from apps.marketplace.registry import OFFICIAL
+from apps.tokens.selectors import token_verify
+from apps.tokens.services import token_touch
+from apps.workspaces.models import Membership, Workspace
 
 DEFAULT_LIMIT, MAX_LIMIT = 30, 100
 
 
+TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
+
+
 def _error(status: int, detail: str) -> JsonResponse:
     # The official API answers errors as RFC 7807 problem details.
-    return JsonResponse(
-        {"title": "Bad Request" if status == 400 else "Not Found", "status": status, "detail": detail}, status=status
-    )
+    return JsonResponse({"title": TITLES[status], "status": status, "detail": detail}, status=status)
 
 
 def _when(value: datetime | None) -> str | None:
@@ -72,8 +86,8 @@ def _decode(cursor: str) -> tuple[str, str]:
     return name, version
 
 
-@require_safe
-def servers(request: HttpRequest) -> JsonResponse:
+def _list(request: HttpRequest, versions: QuerySet[ServerVersion]) -> JsonResponse:
+    """A page of ``versions`` as ``GET …/servers`` asks for it."""
     params = request.GET
     try:
         limit = int(params.get("limit", DEFAULT_LIMIT))
@@ -81,7 +95,6 @@ def servers(request: HttpRequest) -> JsonResponse:
         return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     if not 1 <= limit <= MAX_LIMIT:
         return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    versions = _served()
     if params.get("updated_since"):
         try:
             since = datetime.fromisoformat(params["updated_since"].replace("Z", "+00:00"))
@@ -107,17 +120,15 @@ def servers(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"servers": [_item(v) for v in page], "metadata": metadata})
 
 
-@require_safe
-def server_versions(request: HttpRequest, name: str) -> JsonResponse:
-    found = list(_served().filter(server__name=name).order_by("-published_at", "version"))
+def _versions(versions: QuerySet[ServerVersion], name: str) -> JsonResponse:
+    found = list(versions.filter(server__name=name).order_by("-published_at", "version"))
     if not found:
         return _error(404, f"No server named {name}.")
     return JsonResponse({"servers": [_item(v) for v in found], "metadata": {"count": len(found)}})
 
 
-@require_safe
-def server_version(request: HttpRequest, name: str, version: str) -> JsonResponse:
-    versions = _served().filter(server__name=name)
+def _version(versions: QuerySet[ServerVersion], name: str, version: str) -> JsonResponse:
+    versions = versions.filter(server__name=name)
     found = (
         versions.order_by("-is_latest", "-published_at").first()
         if version == "latest"
@@ -126,3 +137,119 @@ def server_version(request: HttpRequest, name: str, version: str) -> JsonRespons
     if found is None:
         return _error(404, f"No version {version} of {name}.")
     return JsonResponse(_item(found))
+
+
+@require_safe
+def servers(request: HttpRequest) -> JsonResponse:
+    return _list(request, _served())
+
+
+@require_safe
+def server_versions(request: HttpRequest, name: str) -> JsonResponse:
+    return _versions(_served(), name)
+
+
+@require_safe
+def server_version(request: HttpRequest, name: str, version: str) -> JsonResponse:
+    return _version(_served(), name, version)
+
+
+# --- a workspace's own registry ------------------------------------------------------------
+
+
+def package_keys(document: dict[str, Any]) -> set[str]:
+    """``{"npm:@scope/name", …}``: a server.json's packages as ``AllowedImage.registry_package``
+    names them."""
+    return {
+        f"{package['registryType']}:{package['identifier']}"
+        for package in document.get("packages") or []
+        if isinstance(package, dict)
+        and isinstance(package.get("registryType"), str)
+        and isinstance(package.get("identifier"), str)
+    }
+
+
+def _remote_urls(document: dict[str, Any]) -> set[str]:
+    return {
+        remote["url"].rstrip("/")
+        for remote in document.get("remotes") or []
+        if isinstance(remote, dict) and isinstance(remote.get("url"), str)
+    }
+
+
+def approved_server_ids(workspace: Workspace) -> set[int]:
+    """The marketplace servers ``workspace`` approved: one of its approved upstreams is the
+    server's hosted endpoint, or one of its hosted instances (pending, starting or running)
+    runs the server's package. Candidates are found by substring in the server.json (every
+    database can), then checked exactly."""
+    urls = {
+        url.rstrip("/")
+        for url in UpstreamServer.objects.filter(
+            workspace=workspace, status=UpstreamServer.Status.APPROVED
+        ).values_list("url", flat=True)
+    }
+    packages = set(
+        AllowedImage.objects.filter(instances__workspace=workspace, instances__status__in=Instance.ACTIVE)
+        .exclude(registry_package="")
+        .values_list("registry_package", flat=True)
+    )
+    if not urls and not packages:
+        return set()
+    candidates = Q()
+    for url in urls:
+        candidates |= Q(server__remote=True, document__icontains=url)
+    for package in packages:
+        candidates |= Q(document__icontains=package.split(":", 1)[-1])
+    found = set()
+    for server_id, document in ServerVersion.objects.filter(candidates).values_list("server_id", "document"):
+        if isinstance(document, dict) and (_remote_urls(document) & urls or package_keys(document) & packages):
+            found.add(server_id)
+    return found
+
+
+def _unauthorized(detail: str) -> JsonResponse:
+    response = _error(401, detail)
+    response["WWW-Authenticate"] = 'Bearer realm="mcpnest-registry"'
+    return response
+
+
+def _workspace_versions(request: HttpRequest, slug: str) -> QuerySet[ServerVersion] | JsonResponse:
+    """What the workspace's registry serves, for a usable token of that workspace; else the
+    error to answer: 401 without one, 404 for another workspace (or none), whichever it is."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return _unauthorized("Send a gateway token of the workspace: Authorization: Bearer mng_...")
+    token = token_verify(raw.strip())  # constant-time; the secret is never logged
+    if token is None:
+        return _unauthorized("Invalid, expired or revoked token.")
+    if token.workspace.slug != slug:
+        return _error(404, f"No registry at /api/registry/{slug}/ for this token.")
+    if token.user_id is not None and not Membership.objects.filter(workspace=token.workspace, user=token.user).exists():
+        return _unauthorized("The token's owner is no longer a member of this workspace.")
+    token_touch(token)
+    return _served().filter(server_id__in=approved_server_ids(token.workspace))
+
+
+def _private(response: JsonResponse) -> JsonResponse:
+    # One workspace's answer must not be cached for another (nor by a shared cache).
+    patch_cache_control(response, private=True, no_store=True)
+    patch_vary_headers(response, ["Authorization"])
+    return response
+
+
+@require_safe
+def workspace_servers(request: HttpRequest, workspace: str) -> JsonResponse:
+    versions = _workspace_versions(request, workspace)
+    return _private(versions if isinstance(versions, JsonResponse) else _list(request, versions))
+
+
+@require_safe
+def workspace_server_versions(request: HttpRequest, workspace: str, name: str) -> JsonResponse:
+    versions = _workspace_versions(request, workspace)
+    return _private(versions if isinstance(versions, JsonResponse) else _versions(versions, name))
+
+
+@require_safe
+def workspace_server_version(request: HttpRequest, workspace: str, name: str, version: str) -> JsonResponse:
+    versions = _workspace_versions(request, workspace)
+    return _private(versions if isinstance(versions, JsonResponse) else _version(versions, name, version))

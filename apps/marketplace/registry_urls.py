@@ -1,4 +1,5 @@
-"""/v0.1/: the official MCP registry's read API, from our index (``registry_api``)."""
+"""/v0.1/: the official MCP registry's read API, from our index (``registry_api``); and the
+same API for one workspace (``workspace_urlpatterns``, under /api/registry/<slug>/v0.1/)."""
 
 from django.urls import path, re_path
 
@@ -12,5 +13,19 @@ urlpatterns = [
         r"^servers/(?P<name>.+)/versions/(?P<version>[^/]+)$",
         registry_api.server_version,
         name="registry-server-version",
+    ),
+]
+
+workspace_urlpatterns = [
+    path("servers", registry_api.workspace_servers, name="workspace-registry-servers"),
+    re_path(
+        r"^servers/(?P<name>.+)/versions$",
+        registry_api.workspace_server_versions,
+        name="workspace-registry-server-versions",
+    ),
+    re_path(
+        r"^servers/(?P<name>.+)/versions/(?P<version>[^/]+)$",
+        registry_api.workspace_server_version,
+        name="workspace-registry-server-version",
     ),
 ]

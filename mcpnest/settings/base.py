@@ -167,6 +167,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=23),
         "options": {"expires": 60 * 60},
     },
+    # GitHub: stars, last commit, licence and README of the repositories due a refresh.
+    "marketplace-github": {
+        "task": "apps.marketplace.tasks.github_enrich",
+        "schedule": crontab(minute=41),
+        "options": {"expires": 50 * 60},
+    },
+    # Installs of the last 7 days and the decayed sum that sorts "trending".
+    "marketplace-trending": {
+        "task": "apps.marketplace.tasks.trending_refresh",
+        "schedule": 15 * 60.0,
+        "options": {"expires": 15 * 60},
+    },
     # Containers without a live instance removed; running instances without one failed.
     "hosting-reconcile": {
         "task": "apps.hosting.tasks.instance_reconcile",
@@ -312,6 +324,25 @@ MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT = env_int("MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT
 # --- Hosted MCP servers (apps.hosting) ----------------------------------------
 # The MCP registry the marketplace indexes (hourly; manage.py index_registry by hand).
 MCPNEST_REGISTRY_URL = env_str("MCPNEST_REGISTRY_URL", "https://registry.modelcontextprotocol.io")
+# GitHub's REST API for stars, commits, licences and READMEs; a token lifts its rate limit
+# from 60 to 5,000 requests an hour (a fine-grained token with public read access is enough).
+MCPNEST_GITHUB_API_URL = env_str("MCPNEST_GITHUB_API_URL", "https://api.github.com")
+MCPNEST_GITHUB_TOKEN = env_str("GITHUB_TOKEN", "")
+
+# --- Config tools (apps.configtools) ----------------------------------------------
+# The validator's endpoint check refuses private, loopback and link-local targets (no SSRF
+# into the operator's network) unless this allows them (a lab, a test).
+MCPNEST_TOOLS_ALLOW_PRIVATE_TARGETS = env_bool("MCPNEST_TOOLS_ALLOW_PRIVATE_TARGETS", False)
+# Per client IP, for the open validate and scan APIs (DRF's rate format).
+MCPNEST_TOOLS_API_RATE = env_str("MCPNEST_TOOLS_API_RATE", "30/min")
+# The MCP generator: the model path when a key is set (else the template generator), the
+# Anthropic API's address (a proxy, or a test server), runs per user and hour, and where
+# `manage.py generator_setup` installs tsc and the TypeScript SDK the scaffolds are checked with.
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
+MCPNEST_GENERATOR_MODEL = env_str("MCPNEST_GENERATOR_MODEL", "claude-sonnet-5-5")
+MCPNEST_GENERATOR_PER_HOUR = env_int("MCPNEST_GENERATOR_PER_HOUR", 10)
+MCPNEST_GENERATOR_TOOLCHAIN = env_str("MCPNEST_GENERATOR_TOOLCHAIN", str(BASE_DIR / "var" / "generator-toolchain"))
 
 # Where hosted servers run: "process" (the bridge as a local subprocess with rlimits; NOT
 # isolated, the embedded default) or "docker" (hardened containers of the runtime image on

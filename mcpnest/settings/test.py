@@ -40,3 +40,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 
 # Tasks run in-process in tests even when REDIS_URL is set: no worker is running.
 CELERY_TASK_ALWAYS_EAGER = True
+
+# Tests never reach GitHub, nor use a developer's token: each test points the client at its
+# own local server.
+MCPNEST_GITHUB_API_URL = "http://127.0.0.1:9"
+MCPNEST_GITHUB_TOKEN = ""
+
+# The generator uses the template path in tests unless a test points it at its own server.
+ANTHROPIC_API_KEY = ""
+ANTHROPIC_BASE_URL = ""

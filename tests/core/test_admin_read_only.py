@@ -16,7 +16,7 @@ from apps.audit.models import AuditChain, AuditCheckpoint, AuditEvent, ToolCall
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.gateway.models import AllowRule, ToolPin
 from apps.hosting.models import Instance
-from apps.marketplace.models import IndexRun
+from apps.marketplace.models import IndexRun, Install, Publisher, Repository
 from apps.tokens.models import GatewayToken
 from apps.workspaces.models import Invitation, Workspace
 from tests.factories import UserFactory
@@ -34,6 +34,9 @@ READ_ONLY = {
     Invitation,
     Instance,
     IndexRun,
+    Install,
+    Publisher,
+    Repository,
 }
 PERMISSIONS = ("has_add_permission", "has_change_permission", "has_delete_permission")
 

@@ -19,7 +19,7 @@ def test_claude_desktop_bridges_through_mcp_remote_with_the_header_in_env():
         "mcpServers": {
             "acme": {
                 "command": "npx",
-                "args": ["-y", "mcp-remote", URL, "--header", "Authorization:${AUTH_HEADER}"],
+                "args": ["-y", "mcp-remote@0.15.1", URL, "--header", "Authorization:${AUTH_HEADER}"],
                 "env": {"AUTH_HEADER": BEARER},
             }
         }

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+from tests.local_http import LocalServer
 
 OFFICIAL = "io.modelcontextprotocol.registry/official"
 # Real registry files, gzipped copies of ../shared/data/registry/ (data/README.md says where
@@ -34,7 +34,7 @@ def _updated(item) -> datetime | None:
     return datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
 
 
-class Registry:
+class Registry(LocalServer):
     def __init__(self, items: list, *, limit_cap: int = 100):
         self.items = items
         self.limit_cap = limit_cap
@@ -58,31 +58,8 @@ class Registry:
             metadata["nextCursor"] = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
         return 200, {"servers": chunk, "metadata": metadata}
 
-    def __enter__(self) -> Registry:
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                url = urlsplit(self.path)
-                if url.path != "/v0.1/servers":
-                    self.send_error(404)
-                    return
-                status, body = registry.page({k: v[0] for k, v in parse_qs(url.query).items()})
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, method, url, headers, body):
+        if method != "GET" or url.path != "/v0.1/servers":
+            return 404, {}, b""
+        status, answer = self.page({k: v[0] for k, v in parse_qs(url.query).items()})
+        return status, {"Content-Type": "application/json"}, json.dumps(answer).encode()

@@ -125,7 +125,7 @@ def test_a_remote_with_a_secret_header_is_never_prefilled(servers):
     assert all(prompt["password"] for prompt in vscode["inputs"])
     # Claude Desktop reaches remotes through mcp-remote, with the header from its env.
     desktop = configs.claude_desktop["mcpServers"][key]
-    assert desktop["command"] == "npx" and desktop["args"][:3] == ["-y", "mcp-remote", remote["url"]]
+    assert desktop["command"] == "npx" and desktop["args"][:3] == ["-y", "mcp-remote@0.15.1", remote["url"]]
     assert all(" " not in arg for arg in desktop["args"])  # Windows clients split arguments at spaces
     words = shlex.split(configs.claude_code_command)
     assert words[:7] == ["claude", "mcp", "add", "--transport", "http", key, remote["url"]]

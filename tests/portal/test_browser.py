@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,59 +15,13 @@ from apps.rbac.roles import Role
 from apps.tokens.models import GatewayToken
 from apps.tokens.selectors import token_verify
 from apps.workspaces.models import Membership
+from tests.browser import BROWSER_TESTS
 from tests.factories import PASSWORD, UserFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(tempfile.gettempdir()) / "portal-tokens.png"  # looked at by whoever changes the page
 RAW_TOKEN = re.compile(r"mng_[0-9a-f]{48}")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian's chromium and chromium-driver at /usr/bin (apt-get install chromium chromium-driver)",
-    ),
-]
-
-
-@pytest.fixture
-def browser() -> Iterator[Callable[[], object]]:
-    """``browser()`` starts one isolated headless Chromium; all are quit at the end."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    drivers, profiles = [], []
-
-    def start():
-        profile = tempfile.mkdtemp(prefix="mcpnest-chromium-")
-        profiles.append(profile)
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(CHROMIUM)
-        for arg in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--window-size=1280,1600",
-            f"--user-data-dir={profile}",
-        ):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-        driver.set_page_load_timeout(30)
-        drivers.append(driver)
-        return driver
-
-    yield start
-    for driver in drivers:
-        driver.quit()
-    for profile in profiles:
-        shutil.rmtree(profile, ignore_errors=True)
+pytestmark = BROWSER_TESTS
 
 
 def _submit(driver, button) -> None:

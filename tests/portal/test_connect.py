@@ -42,7 +42,7 @@ def test_every_member_gets_the_configs_with_a_placeholder_token(cast, signed_in)
     assert json.loads(snippets["vscode"])["servers"]["acme"]["type"] == "http"
     assert json.loads(snippets["windsurf"])["mcpServers"]["acme"]["serverUrl"] == gateway
     desktop = json.loads(snippets["claude-desktop"])["mcpServers"]["acme"]
-    assert desktop["args"][:3] == ["-y", "mcp-remote", gateway]
+    assert desktop["args"][:3] == ["-y", "mcp-remote@0.15.1", gateway]
     assert snippets["claude-code"].startswith(f"claude mcp add --transport http acme {gateway} ")
     # Each snippet has a copy button for it.
     for key in snippets:

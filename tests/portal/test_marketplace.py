@@ -8,15 +8,17 @@ from __future__ import annotations
 import copy
 import json
 import re
+import uuid
 
 import pytest
 from django.urls import reverse
 
 from apps.gateway.models import ToolPin, UpstreamServer
-from apps.marketplace.services import registry_index
+from apps.marketplace.models import Install
+from apps.marketplace.services import curation, registry_index
 from tests.gateway.conftest import upstream  # noqa: F401 - fixture: a real local MCP server
 from tests.marketplace.registry_server import OFFICIAL, SNAPSHOT, entries
-from tests.portal.test_browser import _messages, _sign_in, _submit, browser  # noqa: F401 - browser: a fixture
+from tests.portal.test_browser import _messages, _sign_in, _submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,12 +101,14 @@ def test_outsiders_and_servers_without_an_endpoint_add_nothing(cast, signed_in, 
     assert not UpstreamServer.objects.exists()
 
 
-def test_in_a_browser_search_open_copy_and_add(live_server, browser, cast, remote_servers):  # noqa: F811
-    """Chromium: search the marketplace, open a server, copy its Cursor config, add it to a
-    workspace; the Security tab lists it."""
+def test_in_a_browser_search_open_copy_and_add(live_server, browser, cast, remote_servers, monkeypatch):
+    """Chromium: search the marketplace, open a server, copy its Cursor config (an install
+    is counted), add it to a workspace; the Security tab lists it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # This test's own install rate-limit counters (the cache may be a shared Redis).
+    monkeypatch.setattr(curation, "RATE_KEY", f"test-{uuid.uuid4().hex}:" + curation.RATE_KEY)
     plain, _ = remote_servers
     driver = browser()
     _sign_in(driver, live_server.url, cast.alice.email)
@@ -123,6 +127,10 @@ def test_in_a_browser_search_open_copy_and_add(live_server, browser, cast, remot
     WebDriverWait(driver, 5).until(
         lambda d: copy_button.text != "Copy" or d.execute_script("return document.activeElement.id") == "config-cursor"
     )
+    # The press was counted, as alice's install through Cursor.
+    WebDriverWait(driver, 10).until(lambda d: Install.objects.filter(server__name=plain["name"]).exists())
+    install = Install.objects.get(server__name=plain["name"])
+    assert install.via == "cursor" and install.visitor == curation.visitor_hash(f"user:{cast.alice.pk}")
     _submit(driver, driver.find_element(By.XPATH, "//button[normalize-space()='Add to workspace']"))
     assert driver.current_url.endswith("/w/acme/security/#servers")
     assert "in Acme; its tools are being approved." in _messages(driver)

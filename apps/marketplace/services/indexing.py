@@ -24,9 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
+from apps.marketplace.configs import CLIENTS, NoLaunch, install_configs
 from apps.marketplace.models import IndexRun, Publisher, Server, ServerVersion
 from apps.marketplace.registry import BadEntry, Entry, RegistryClient, RegistryError, items_of, parse
 from apps.marketplace.services.scores import scores_refresh
@@ -49,6 +51,53 @@ def _url(value: Any) -> str:
     return value[:500] if isinstance(value, str) and value.startswith(("https://", "http://")) else ""
 
 
+# Each client's config in configs.InstallConfigs: a client can install a server when the
+# config code gives it something (the same code the server page shows, so no second rule).
+CLIENT_CONFIGS = {
+    "claude-desktop": "claude_desktop",
+    "claude-code": "claude_code_command",
+    "cursor": "cursor",
+    "vscode": "vscode",
+    "windsurf": "windsurf",
+}
+if set(CLIENT_CONFIGS) != set(CLIENTS):  # a client added to configs must be added here too
+    raise ImportError(f"CLIENT_CONFIGS does not name each of configs.CLIENTS: {CLIENTS}")
+FACETS_LENGTH = Server._meta.get_field("facets").max_length
+
+
+def clients_of(document: dict[str, Any]) -> list[str]:
+    """The clients (``configs.CLIENTS``) that can install the server: those its configs serve."""
+    try:
+        configs = install_configs(document)
+    except NoLaunch:
+        return []
+    return [client for client in CLIENTS if getattr(configs, CLIENT_CONFIGS[client])]
+
+
+def category_slug(category: str) -> str:
+    """``"Search & Data Extraction"`` → ``"search-data-extraction"``: a facet word."""
+    return slugify(category)[:60]
+
+
+def facet_words(words: list[str]) -> str:
+    """`` word word `` as ``Server.facets`` keeps them: whole words only, as many as fit (a
+    word cut short would match nothing, but could hide the words after it)."""
+    kept, length = [], 1
+    for word in dict.fromkeys(words):
+        if length + len(word) + 1 > FACETS_LENGTH:
+            logger.info("facets full: %s left out", word)
+            continue
+        kept.append(word)
+        length += len(word) + 1
+    return f" {' '.join(kept)} " if kept else ""
+
+
+def with_categories(facets: str, categories: list[str]) -> str:
+    """``facets`` with its ``category:`` words replaced by those of ``categories``."""
+    words = [word for word in facets.split() if not word.startswith("category:")]
+    return facet_words(words + [f"category:{category_slug(c)}" for c in categories if category_slug(c)])
+
+
 def _facets(document: dict[str, Any]) -> dict[str, Any]:
     packages = [p for p in document.get("packages") or [] if isinstance(p, dict)]
     remotes = [r for r in document.get("remotes") or [] if isinstance(r, dict)]
@@ -57,10 +106,12 @@ def _facets(document: dict[str, Any]) -> dict[str, Any]:
     repository = document.get("repository") if isinstance(document.get("repository"), dict) else {}
     package_types = sorted({str(p.get("registryType")) for p in packages if p.get("registryType")})
     words = [f"transport:{t}" for t in sorted(transports)] + [f"package:{t}" for t in package_types]
+    words += ["remote"] if remotes else []
+    words += [f"client:{client}" for client in clients_of(document)]
     repository_url = _url(repository.get("url"))
     return {
         "repository_key": repository_key(repository_url),
-        "facets": f" {' '.join([*words, *(['remote'] if remotes else [])])} "[:300],
+        "facets": facet_words(words),
         "title": _text(document.get("title"), 200),
         "description": _text(document.get("description"), 10_000),
         "repository_url": repository_url,
@@ -71,8 +122,52 @@ def _facets(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write(entries: list[Entry]) -> int:
-    """Upsert one page of entries; the number of versions written (new or changed)."""
+# Weights: A the name and title, B the description, C the tools, D the README (its first
+# 20,000 characters: they say what the server is about, and ranking reads every matching
+# vector, so a long one costs every search it matches). Of
+# the name, the part after the namespace, its punctuation as spaces ("io.github.acme/
+# weather-mcp" → "weather mcp"): the namespace's words ("io", "github") are in most names
+# and would make a search for them match, and rank, nearly every server; the trigram
+# search on the whole name still finds a publisher's servers.
+SEARCH_VECTOR_SQL = """
+UPDATE marketplace_server AS s SET search_vector =
+    setweight(to_tsvector('english',
+        regexp_replace(split_part(s.name, '/', 2), '[^A-Za-z0-9]+', ' ', 'g') || ' ' || s.title), 'A')
+    || setweight(to_tsvector('english', s.description), 'B')
+    || setweight(to_tsvector('english', coalesce((
+        SELECT string_agg(CASE jsonb_typeof(tool)
+            WHEN 'object' THEN concat_ws(' ', tool->>'name', tool->>'description')
+            WHEN 'string' THEN tool #>> '{}' ELSE '' END, ' ')
+        FROM jsonb_array_elements(CASE WHEN jsonb_typeof(s.tools) = 'array' THEN s.tools ELSE '[]' END) AS tool
+    ), '')), 'C')
+    || setweight(to_tsvector('english', coalesce((
+        SELECT left(r.readme, 20000) FROM marketplace_repository AS r
+        WHERE r.key = s.repository_key AND s.repository_key <> ''
+    ), '')), 'D')
+WHERE s.id = ANY(%s)
+"""
+
+
+def search_vectors_refresh(*, server_ids: Iterable[int] | None) -> int:
+    """Compute the stored search vector (name/title, description, tools, README) of these
+    servers (all when None); call it after any of those change, a README included. On
+    PostgreSQL only: other databases search the columns themselves. The number updated."""
+    if connection.vendor != "postgresql":
+        return 0
+    ids = list(Server.objects.values_list("pk", flat=True)) if server_ids is None else list(server_ids)
+    updated = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 2000):
+            cursor.execute(SEARCH_VECTOR_SQL, [ids[start : start + 2000]])
+            updated += cursor.rowcount
+    return updated
+
+
+def versions_write(entries: list[Entry], *, namespace_proven: bool = True) -> int:
+    """Upsert one page of entries; the number of versions written (new or changed).
+
+    ``namespace_proven``: the entries come from the official registry, which lets a
+    namespace publish only with proof of it; a submission to MCPNest proves nothing."""
     if not entries:
         return 0
     now = timezone.now()
@@ -80,10 +175,16 @@ def _write(entries: list[Entry]) -> int:
     by_key = {(entry.name, entry.version): entry for entry in entries}
     with transaction.atomic():
         namespaces = {entry.namespace for entry in by_key.values()}
+        proof = Publisher.Verification.NAMESPACE if namespace_proven else Publisher.Verification.NONE
         Publisher.objects.bulk_create(
-            [Publisher(namespace=ns, verification=Publisher.Verification.NAMESPACE) for ns in namespaces],
-            ignore_conflicts=True,
+            [Publisher(namespace=ns, verification=proof) for ns in namespaces], ignore_conflicts=True
         )
+        if namespace_proven:
+            # A publisher first met on the awesome list or a submission (unverified) is proven
+            # once the registry lists its namespace; a staff ruling (verified_at set) stands.
+            Publisher.objects.filter(
+                namespace__in=namespaces, verification=Publisher.Verification.NONE, verified_at__isnull=True
+            ).update(verification=Publisher.Verification.NAMESPACE)
         publisher_ids = dict(Publisher.objects.filter(namespace__in=namespaces).values_list("namespace", "pk"))
         names = {entry.name for entry in by_key.values()}
         Server.objects.bulk_create(
@@ -135,12 +236,14 @@ def _refresh(server_ids: set[int], now: datetime) -> None:
         "server_id", "version", "status", "is_latest", "published_at", "updated_at", "document"
     ):
         latest.setdefault(version.server_id, version)
+    categories = dict(Server.objects.filter(pk__in=list(latest)).values_list("pk", "categories"))
     servers = []
     for server_id, version in latest.items():
         server = Server(pk=server_id, version=version.version, status=version.status, indexed_at=now)
         server.published_at, server.updated_at = version.published_at, version.updated_at
         for field, value in _facets(version.document).items():
             setattr(server, field, value)
+        server.facets = with_categories(server.facets, categories.get(server_id) or [])
         servers.append(server)
     Server.objects.bulk_update(
         servers,
@@ -163,6 +266,7 @@ def _refresh(server_ids: set[int], now: datetime) -> None:
         batch_size=500,
     )
     _absorb_listed_only([server.repository_key for server in servers if server.repository_key])
+    search_vectors_refresh(server_ids=set(latest))
     scores_refresh(server_ids=set(latest), documents={pk: version.document for pk, version in latest.items()}, now=now)
 
 
@@ -274,8 +378,11 @@ def awesome_merge(*, path: Path) -> AwesomeMerge:
             for server in servers:
                 server.stars, server.last_commit_at, server.archived = entry.stars, entry.last_commit_at, entry.archived
                 server.categories = categories.get(key, [])
+                server.facets = with_categories(server.facets, server.categories)
                 enriched.append(server)
-        Server.objects.bulk_update(enriched, ["stars", "last_commit_at", "archived", "categories"], batch_size=500)
+        Server.objects.bulk_update(
+            enriched, ["stars", "last_commit_at", "archived", "categories", "facets"], batch_size=500
+        )
         new = [entry for key, entry in by_key.items() if key not in known]
         namespaces = {f"io.github.{entry.owner.lower()}" for entry in new}
         Publisher.objects.bulk_create([Publisher(namespace=ns) for ns in namespaces], ignore_conflicts=True)
@@ -293,12 +400,15 @@ def awesome_merge(*, path: Path) -> AwesomeMerge:
                     last_commit_at=entry.last_commit_at,
                     archived=entry.archived,
                     categories=categories.get(entry.key, []),
+                    facets=with_categories("", categories.get(entry.key, [])),
                     indexed_at=now,
                 )
                 for entry in new
             ],
         )
-    scores_refresh(server_ids=Server.objects.filter(repository_key__in=list(by_key)).values_list("pk", flat=True))
+        touched = list(Server.objects.filter(repository_key__in=list(by_key)).values_list("pk", flat=True))
+        search_vectors_refresh(server_ids=touched)
+    scores_refresh(server_ids=touched)
     return AwesomeMerge(entries=len(entries), matched=len(enriched), added=len(new))
 
 
@@ -306,12 +416,12 @@ def _absorb_listed_only(keys: list[str]) -> None:
     """A repository the awesome list brought in alone, now in the registry too: one server,
     the registry's, with what the list knew of it."""
     for listed in Server.objects.filter(source=Server.Source.AWESOME, repository_key__in=keys):
-        Server.objects.filter(source=Server.Source.REGISTRY, repository_key=listed.repository_key).update(
-            stars=listed.stars,
-            last_commit_at=listed.last_commit_at,
-            archived=listed.archived,
-            categories=listed.categories,
-        )
+        registered = list(Server.objects.filter(source=Server.Source.REGISTRY, repository_key=listed.repository_key))
+        for server in registered:
+            server.stars, server.last_commit_at, server.archived = listed.stars, listed.last_commit_at, listed.archived
+            server.categories = listed.categories
+            server.facets = with_categories(server.facets, listed.categories)
+        Server.objects.bulk_update(registered, ["stars", "last_commit_at", "archived", "categories", "facets"])
         listed.delete()
 
 
@@ -348,7 +458,7 @@ def _index(run: IndexRun, pages: Iterable[tuple[list[Any], str | None]], *, skip
                     if len(run.problems) < MAX_PROBLEMS:
                         name = item.get("name") if isinstance(item, dict) else None
                         run.problems.append({"name": str(name)[:200] if name else "", "reason": str(exc)[:500]})
-            run.written += _write(entries)
+            run.written += versions_write(entries)
             run.pages += 1
             run.seen += len(items)
             run.cursor = next_cursor or ""  # where a resumed run starts

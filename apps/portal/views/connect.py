@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from apps.gateway import client_configs
 from apps.portal.views.base import gateway_url, workspace_context, workspace_view
@@ -15,5 +16,16 @@ from apps.rbac.roles import Capability
 def connect(request: HttpRequest, access: Access) -> HttpResponse:
     url = gateway_url(request, access.workspace)
     configs = client_configs.all_configs(access.workspace.slug, url)
-    context = workspace_context(access, gateway_url=url, configs=configs, placeholder=client_configs.TOKEN_PLACEHOLDER)
+    # The workspace's own registry (apps.marketplace.registry_api): what it approved, for
+    # clients and tools that read an MCP registry, with the same tokens as the gateway.
+    registry_url = request.build_absolute_uri(
+        reverse("workspace-registry-servers", kwargs={"workspace": access.workspace.slug})
+    )
+    context = workspace_context(
+        access,
+        gateway_url=url,
+        registry_url=registry_url,
+        configs=configs,
+        placeholder=client_configs.TOKEN_PLACEHOLDER,
+    )
     return render(request, "portal/connect.html", context)

@@ -92,6 +92,8 @@ def isolated() -> bool:
 def hosted_page(request: HttpRequest, access: Access, *, refused: DeployForm | None = None) -> HttpResponse:
     """The tab; ``refused`` is a deploy form the service said no to, shown again with its errors."""
     used, limit = hosting_services.plan_usage(access.workspace)
+    # ?deploy=<slug>: "Add to workspace" from the marketplace chose this catalog server.
+    chosen = request.GET.get("deploy", "")
     cards = []
     for image in selectors.catalog():
         if refused is not None and refused.image.pk == image.pk:
@@ -113,6 +115,7 @@ def hosted_page(request: HttpRequest, access: Access, *, refused: DeployForm | N
         refused=refused,
         page=page,
         manages=access.can(Capability.MANAGE_SERVERS),
+        chosen=next((image for image, _ in cards if image.slug == chosen), None),
     )
     return render(request, "portal/hosting.html", context)
 
