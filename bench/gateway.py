@@ -1,6 +1,7 @@
 """Gateway benchmark: real upstream MCP servers, the gateway under daphne, a raw httpx2 client.
 
     .venv/bin/python bench/gateway.py [--config sqlite|pg-redis|both] [--scale] [--calls N] [--rounds R]
+                                      [--server daphne|uvicorn]
                                       [--parts throughput,restarts,scale] [--upstream-sse]
 
 Two configurations (``--config``; ``both`` runs one after the other, each in a child
@@ -70,6 +71,15 @@ shared: the direct baseline moves by about 10% from run to run. Run each configu
 few times and read the ratios. Numbers and notes: the end of this docstring.
 
 NOTES
+
+2026-11-30, later (a slower day on the same VM: the direct c=1 baseline ran at 600-820
+calls/s against 1164 on the quiet day below), PostgreSQL + Redis, ``--parts throughput``, 3
+rounds of 1000, one run each, back to back: the commit before the marketplace work (daphne)
+c=32 at 43% of direct, gateway CPU 1.49 ms per call at c=1 and 1.12 at c=32; today's code
+under daphne 43%, 2.01 and 1.37 ms; under ``--server uvicorn`` (uvloop and httptools
+installed) 54%, 1.99 and 1.17 ms. The day's noise (a third between runs) hides any
+difference between the two commits; uvicorn's gain at c=32 is the largest single step seen
+since the rate limiter's, and still short of 70%.
 
 A quiet machine, 2026-11-30 (a fresh VM, nothing else running; PostgreSQL + Redis,
 ``--parts throughput``, 3 rounds of 1000): direct tools/call 1164 calls/s at c=1 (p50 0.85
@@ -331,23 +341,29 @@ def start_upstreams(sse: bool) -> list[tuple[subprocess.Popen, str]]:
 class Gateway:
     """One daphne process serving mcpnest.asgi:application; stderr goes to a log file."""
 
-    def __init__(self, env: dict[str, str], name: str, access_log: bool = True) -> None:
+    def __init__(self, env: dict[str, str], name: str, access_log: bool = True, server: str = "daphne") -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/gw/"
         self.url = self.base + SLUG
         self.log_path = ROOT / "var" / f"bench-gateway-daphne-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/ yet
         self._env = env
-        self._verbosity = [] if access_log else ["-v", "0"]  # daphne writes no access log at verbosity 0
+        self._access_log = access_log
+        self._server = server
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        daphne = str(Path(sys.executable).parent / "daphne")
         self._log = self.log_path.open("a" if self.process else "w")
-        endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024"  # as the README runs it
-        args = [daphne, *self._verbosity, "-e", endpoint, "mcpnest.asgi:application"]
+        if self._server == "uvicorn":  # as the README runs the gateway's own processes
+            args = [str(Path(sys.executable).parent / "uvicorn"), "mcpnest.asgi:application", "--host", "127.0.0.1"]
+            args += ["--port", str(self.port), "--backlog", "1024", "--lifespan", "on", "--log-level", "warning"]
+            args += [] if self._access_log else ["--no-access-log"]
+        else:
+            endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024"  # as the README runs it
+            verbosity = [] if self._access_log else ["-v", "0"]  # daphne writes no access log at verbosity 0
+            args = [str(Path(sys.executable).parent / "daphne"), *verbosity, "-e", endpoint, "mcpnest.asgi:application"]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
-        _wait_for_port(self.port, self.process, "daphne")
+        _wait_for_port(self.port, self.process, self._server)
 
     def wait(self, timeout: float = 60.0) -> int:
         """Wait for daphne to exit (after a SIGTERM, as a process manager sends on a restart)."""
@@ -1091,13 +1107,14 @@ def run_config(config: Config, args: argparse.Namespace) -> Summary:
     summary = Summary(config)
     upstreams = start_upstreams(args.upstream_sse)
     many: subprocess.Popen | None = None
-    gateway = Gateway(env, config.name, access_log=not args.no_access_log)
+    gateway = Gateway(env, config.name, access_log=not args.no_access_log, server=args.server)
     parts = set(args.parts)
     try:
         token = setup_workspace([url for _, url in upstreams])
         gateway.start()
         print(
-            f"MCPNest gateway benchmark [{config.name}]: {os.cpu_count()} CPUs, one daphne process, {config.label}; "
+            f"MCPNest gateway benchmark [{config.name}]: {os.cpu_count()} CPUs, one {args.server} process, "
+            f"{config.label}; "
             f"{SERVERS} upstream processes (mcp SDK fixture server, {'SSE' if args.upstream_sse else 'JSON'} "
             f"responses); {args.rounds} rounds of {args.calls} calls per scenario, direct and gateway alternating",
             flush=True,
@@ -1156,6 +1173,7 @@ def run_both(args: argparse.Namespace) -> None:
             child += ["--calls", str(args.calls), "--rounds", str(args.rounds), "--parts", ",".join(args.parts)]
             child += ["--upstream-sse"] if args.upstream_sse else []
             child += ["--no-access-log"] if args.no_access_log else []
+            child += ["--server", args.server]
             print(f"\n=== {name} ===", flush=True)
             code = subprocess.call(child, cwd=ROOT)  # noqa: S603 (our own interpreter and script)
             if code != 0:
@@ -1184,6 +1202,9 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="add the scale part")
     parser.add_argument("--upstream-sse", action="store_true", help="upstreams answer with SSE streams, not JSON")
     parser.add_argument("--no-access-log", action="store_true", help="daphne -v 0: no access log (its cost, ~7%%)")
+    parser.add_argument(
+        "--server", choices=["daphne", "uvicorn"], default="daphne", help="the ASGI server the gateway process runs on"
+    )
     parser.add_argument("--summary-json", help=argparse.SUPPRESS)
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-many", type=int, metavar="PORT", help=argparse.SUPPRESS)

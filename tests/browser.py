@@ -13,15 +13,12 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="needs Debian's chromium and chromium-driver at /usr/bin (apt-get install chromium chromium-driver)",
+)
 # A live_server is served from another thread, which sees only committed rows.
-BROWSER_TESTS = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian's chromium and chromium-driver at /usr/bin (apt-get install chromium chromium-driver)",
-    ),
-]
+BROWSER_TESTS = [pytest.mark.browser, pytest.mark.django_db(transaction=True), NEEDS_CHROMIUM]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from django.urls import reverse
 from apps.gateway.models import ToolPin, UpstreamServer
 from apps.marketplace.models import Install
 from apps.marketplace.services import curation, registry_index
+from tests.browser import NEEDS_CHROMIUM
 from tests.gateway.conftest import upstream  # noqa: F401 - fixture: a real local MCP server
 from tests.marketplace.registry_server import OFFICIAL, SNAPSHOT, entries
 from tests.portal.test_browser import _messages, _sign_in, _submit
@@ -101,6 +102,8 @@ def test_outsiders_and_servers_without_an_endpoint_add_nothing(cast, signed_in, 
     assert not UpstreamServer.objects.exists()
 
 
+@pytest.mark.browser
+@NEEDS_CHROMIUM
 def test_in_a_browser_search_open_copy_and_add(live_server, browser, cast, remote_servers, monkeypatch):
     """Chromium: search the marketplace, open a server, copy its Cursor config (an install
     is counted), add it to a workspace; the Security tab lists it."""
