@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from apps.configtools import validator
 from tests.gateway.upstream import running
+from tests.local_http import LocalServer
 
 pytestmark = pytest.mark.django_db
 
@@ -71,28 +70,17 @@ def test_the_validator_checks_each_remote_when_asked(mcp_server, allow_private):
     assert validator.validate(json.dumps(config), client="claude-code").endpoints == []
 
 
-class _NotMcp(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = b"<html>hello</html>"
-        self.send_response(404)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class _NotMcp(LocalServer):
+    """A web server, not an MCP one: 404 with an HTML page."""
 
-    def log_message(self, *args):
-        pass
+    def respond(self, method, url, headers, body):
+        return 404, {"Content-Type": "text/html"}, b"<html>hello</html>"
 
 
 def test_a_server_that_is_not_mcp_or_does_not_answer_is_reported(allow_private):
-    web = ThreadingHTTPServer(("127.0.0.1", 0), _NotMcp)
-    threading.Thread(target=web.serve_forever, daemon=True).start()
-    try:
-        result = validator.check_endpoint(f"http://127.0.0.1:{web.server_port}/mcp")
-        assert not result.ok and result.message.startswith("HTTP 404 Not Found to initialize")
-    finally:
-        web.shutdown()
-        web.server_close()
+    with _NotMcp() as web:
+        result = validator.check_endpoint(f"{web.url}/mcp")
+    assert not result.ok and result.message.startswith("HTTP 404 Not Found to initialize")
     with socket.socket() as silent:  # accepts connections (the backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
