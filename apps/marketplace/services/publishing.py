@@ -102,16 +102,21 @@ def submission_create(*, actor: User, text: str | bytes) -> Submission:
                 )
         except IntegrityError:  # the same name and version submitted at the same moment
             raise SubmissionRefused([_waiting(validated.name, validated.version)]) from None
-        audit_event_record(
-            workspace=None,
-            actor=actor,
-            action=Action.SUBMISSION_CREATED,
-            target_type="submission",
-            target_id=submission.pk,
-            target_repr=str(submission),
-            metadata={"name": submission.name, "version": submission.version},
-        )
+        _audit(submission, actor=actor, action=Action.SUBMISSION_CREATED)
     return submission
+
+
+def _audit(submission: Submission, *, actor: User, action: Action, **extra) -> None:
+    """A submission's event on the global chain: its name and version, never its document."""
+    audit_event_record(
+        workspace=None,
+        actor=actor,
+        action=action,
+        target_type="submission",
+        target_id=submission.pk,
+        target_repr=str(submission),
+        metadata={"name": submission.name, "version": submission.version, **extra},
+    )
 
 
 def _require_staff(actor: User) -> None:
@@ -168,15 +173,7 @@ def submission_approve(*, submission: Submission, actor: User) -> Server:
         submission.status = Submission.Status.APPROVED
         submission.reviewed_by, submission.reviewed_at, submission.server = actor, now, server
         submission.save(update_fields=["status", "reviewed_by", "reviewed_at", "server"])
-        audit_event_record(
-            workspace=None,
-            actor=actor,
-            action=Action.SUBMISSION_APPROVED,
-            target_type="submission",
-            target_id=submission.pk,
-            target_repr=str(submission),
-            metadata={"name": submission.name, "version": submission.version, "server": server.pk},
-        )
+        _audit(submission, actor=actor, action=Action.SUBMISSION_APPROVED, server=server.pk)
     server.refresh_from_db()
     return server
 
@@ -193,13 +190,5 @@ def submission_reject(*, submission: Submission, actor: User, note: str) -> Subm
         submission.status = Submission.Status.REJECTED
         submission.reviewed_by, submission.reviewed_at, submission.review_note = actor, timezone.now(), note
         submission.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
-        audit_event_record(
-            workspace=None,
-            actor=actor,
-            action=Action.SUBMISSION_REJECTED,
-            target_type="submission",
-            target_id=submission.pk,
-            target_repr=str(submission),
-            metadata={"name": submission.name, "version": submission.version, "note": note[:500]},
-        )
+        _audit(submission, actor=actor, action=Action.SUBMISSION_REJECTED, note=note[:500])
     return submission
