@@ -13,6 +13,7 @@ admin.site.site_title = "MCPNest admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/sso/", include("apps.sso.urls")),
     path("accounts/", include("allauth.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -21,6 +22,8 @@ urlpatterns = [
     path("v0.1/", include("apps.marketplace.registry_urls")),
     path("api/registry/<slug:workspace>/v0.1/", include(workspace_registry_urls)),
     path("tools/", include("apps.configtools.urls")),
+    path("scim/v2/", include("apps.scim.urls")),
+    path("", include("apps.oauth.urls")),
     path("", include("apps.marketplace.urls")),
     path("", include("apps.portal.urls")),
 ]

@@ -50,6 +50,9 @@ class Settings:
     when_database_down: WhenDatabaseDown = WhenDatabaseDown.SERVE
     preauth_rate_limit: int = 600
     session_secret: bytes = b""  # seals Mcp-Session-Id values (and ids of relayed requests)
+    # Where clients reach the gateway (scheme://host[:port]): the 401 answer points at
+    # <public_url>/.well-known/oauth-protected-resource/api/gw/<slug> (RFC 9728).
+    public_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,15 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class TokenInfo:
-    id: int
+    """A live bearer credential: a ``mng_`` gateway token, or an OAuth access token.
+
+    ``id`` identifies the credential for session binding and use tracking: a gateway
+    token's id, or for OAuth the (client, member, workspace) connection, which outlives
+    each rotated access token. ``scopes`` is None for gateway tokens (they carry no scope);
+    an OAuth token carries the scopes it was granted and ``oauth_client``, its client id.
+    """
+
+    id: int | str
     workspace_id: int
     kind: str  # "member" | "workspace"
     user_id: int | None
@@ -83,6 +94,8 @@ class TokenInfo:
     prefix: str
     expires_at: datetime | None
     last_used_at: datetime | None
+    scopes: frozenset[str] | None = None
+    oauth_client: str = ""
 
     @property
     def is_workspace_token(self) -> bool:
@@ -141,7 +154,7 @@ class Hooks:
           ``workspace_scope(id)``; the host moves it in the transaction of the change.
         * ``record_calls(rows)``: put audit rows (dicts, see ``engine.Relay._record``) on record
           for good, idempotently by ``record_id``; raise if the database cannot take them.
-        * ``note_token_use({token id: when})``: remember when tokens were last used.
+        * ``note_token_use({token id: when})``: remember when tokens (``TokenInfo.id``) were last used.
         * ``observe_pin(server_id=, tool_name=, definition=, fingerprint=)``: an upstream tool
           whose definition is not the pinned one (new or changed).
         * ``mark_unhealthy(workspace_id=, server_slug=, detail=)``: an upstream failed listing.
@@ -154,9 +167,11 @@ class Hooks:
     load_workspace: Callable[[str], WorkspaceConfig | None]
     read_changes: Callable[[datetime | None], tuple[datetime, dict[str, int]]]
     record_calls: Callable[[list[dict[str, Any]]], None]
-    note_token_use: Callable[[dict[int, datetime]], None]
+    note_token_use: Callable[[dict[int | str, datetime]], None]
     observe_pin: Callable[..., None]
     mark_unhealthy: Callable[..., None]
     spool_name: str = "default"
     # The shape of a bearer token: anything else is refused without a lookup.
     token_pattern: re.Pattern[str] = re.compile(r"mng_[0-9a-f]{48}")
+    # The scope an OAuth token needs for the gateway (gateway tokens carry none and need none).
+    required_scope: str = "mcp"

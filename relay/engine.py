@@ -831,6 +831,7 @@ class Engine:
                 "member_id": token.user_id,
                 "member_repr": token.email,
                 "token_prefix": token.prefix,
+                "oauth_client": token.oauth_client,
                 "server_slug": server_slug[:64],
                 "tool_name": str(name)[:200],
                 "method": method,

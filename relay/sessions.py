@@ -32,7 +32,7 @@ class Sessions:
         self._cipher = Fernet(base64.urlsafe_b64encode(key))
         self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
 
-    def mint(self, token_id: int, version: str, client: dict[str, Any], capabilities: list[str]) -> str:
+    def mint(self, token_id: int | str, version: str, client: dict[str, Any], capabilities: list[str]) -> str:
         """``capabilities``: which requests (sampling, elicitation, roots) the client takes."""
         payload = {
             "t": token_id,
@@ -44,7 +44,7 @@ class Sessions:
         }
         return self.seal(payload)
 
-    def read(self, session_id: str, token_id: int) -> dict[str, Any] | None:
+    def read(self, session_id: str, token_id: int | str) -> dict[str, Any] | None:
         """The session's payload if ``session_id`` is one of ours, unexpired, and was opened
         with this token (another member's session id is no use); else None."""
         now = time.monotonic()

@@ -90,7 +90,7 @@ class Recorder:
         directory: Path,
         max_bytes: int,
         write: Callable[[list[dict[str, Any]]], None],
-        touch: Callable[[dict[int, datetime]], None],
+        touch: Callable[[dict[int | str, datetime]], None],
     ) -> None:
         self._root = directory
         self.max_bytes = max_bytes
@@ -101,8 +101,8 @@ class Recorder:
         self._directory: Path | None = None
         self._written = 0
         self._committed = 0
-        self._touches: dict[int, datetime] = {}  # token id -> when last used, not yet written
-        self._touched: dict[int, float] = {}  # token id -> when last noted (monotonic)
+        self._touches: dict[int | str, datetime] = {}  # token id -> when last used, not yet written
+        self._touched: dict[int | str, float] = {}  # token id -> when last noted (monotonic)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -119,7 +119,7 @@ class Recorder:
     def has_room(self) -> bool:
         return self.pending_bytes < self.max_bytes
 
-    def touch(self, token_id: int) -> None:
+    def touch(self, token_id: int | str) -> None:
         """Note that a token was used; written with the next batch, at most once a minute per
         token (never a write per request)."""
         now = time.monotonic()

@@ -383,7 +383,7 @@ class ToolCallAdmin(ChainedRecordAdmin):
                     "created_at",
                     "workspace",
                     ("member_repr", "member_account"),
-                    "token_prefix",
+                    ("token_prefix", "oauth_client"),
                     ("server_slug", "tool_name"),
                     "method",
                     ("outcome", "error_code"),

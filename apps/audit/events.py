@@ -57,6 +57,22 @@ class Action(StrEnum):
     API_KEY_REVOKED = "auth.api_key_revoked"
     SIGNED_IN = "auth.signed_in"
     SIGN_IN_FAILED = "auth.sign_in_failed"
+    # OAuth: MCP clients connected on a member's behalf
+    OAUTH_CLIENT_REGISTERED = "oauth.client_registered"
+    OAUTH_CONSENTED = "oauth.consented"
+    OAUTH_CONSENT_REFUSED = "oauth.consent_refused"
+    OAUTH_TOKEN_ISSUED = "oauth.token_issued"  # noqa: S105 - an event name, not a secret
+    OAUTH_REFRESH_REUSED = "oauth.refresh_reused"
+    OAUTH_CLIENT_REVOKED = "oauth.client_revoked"
+    # Single sign-on and SCIM provisioning
+    SSO_SIGNED_IN = "sso.signed_in"
+    SSO_CONNECTION_CHANGED = "sso.connection_changed"
+    SCIM_TOKEN_CREATED = "scim.token_created"  # noqa: S105 - an event name, not a secret
+    SCIM_TOKEN_REVOKED = "scim.token_revoked"  # noqa: S105 - an event name, not a secret
+    SCIM_USER_PROVISIONED = "scim.user_provisioned"
+    SCIM_USER_UPDATED = "scim.user_updated"
+    SCIM_USER_DEPROVISIONED = "scim.user_deprovisioned"
+    SCIM_GROUP_CHANGED = "scim.group_changed"
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_RETENTION_APPLIED = "audit.retention_applied"
 

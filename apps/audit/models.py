@@ -241,6 +241,9 @@ class ToolCall(ChainedRecord):
     member = _no_constraint_fk(settings.AUTH_USER_MODEL, null=True, blank=True)
     member_repr = models.CharField("member", max_length=254, blank=True)
     token_prefix = models.CharField(max_length=16, blank=True)
+    oauth_client = models.CharField(
+        "OAuth client", max_length=255, blank=True, help_text="The OAuth client id, when an OAuth token made the call."
+    )
     server_slug = models.CharField("server", max_length=64, blank=True)
     tool_name = models.CharField("tool", max_length=200, blank=True)
     method = models.CharField("JSON-RPC method", max_length=64)
@@ -285,3 +288,11 @@ class ToolCall(ChainedRecord):
 
     def __str__(self) -> str:
         return f"{self.method} {self.server_slug}:{self.tool_name} → {self.status}"
+
+    def hashed_values(self) -> dict[str, Any]:
+        values = super().hashed_values()
+        # Added after rows were first chained: hashed only when set, so rows written
+        # before it (and calls made with mng_ tokens) keep the hashes they were signed with.
+        if self.oauth_client:
+            values["oauth_client"] = self.oauth_client
+        return values

@@ -67,6 +67,7 @@ TEXT_FIELDS: dict[str, int] = {
     for name in (
         "member_repr",
         "token_prefix",
+        "oauth_client",
         "server_slug",
         "tool_name",
         "method",

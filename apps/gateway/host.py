@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import weakref
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,10 @@ from django.utils import timezone
 from apps.audit.services import tool_calls_record
 from apps.core import epochs, secrets
 from apps.gateway import services
-from apps.gateway.snapshots import relay_settings, token_info, workspace_config
+from apps.gateway.snapshots import oauth_connection_key, relay_settings, token_info, workspace_config
+from apps.oauth.selectors import SCOPE
+from apps.oauth.services import connections_touch
+from apps.oauth.tokens import ACCESS_SCHEME
 from apps.tokens.models import GatewayToken
 from relay.config import Hooks
 from relay.gateway import Gateway
@@ -53,9 +57,15 @@ def changes_since(since: datetime | None) -> tuple[datetime, dict[str, int]]:
 # --- writes -----------------------------------------------------------------------------
 
 
-def note_token_use(uses: dict[int, datetime]) -> None:
+def note_token_use(uses: dict[int | str, datetime]) -> None:
+    connections_used = {}
     for token_id, used_at in uses.items():
-        GatewayToken.objects.filter(pk=token_id).update(last_used_at=used_at)
+        if isinstance(token_id, int):
+            GatewayToken.objects.filter(pk=token_id).update(last_used_at=used_at)
+        elif (key := oauth_connection_key(token_id)) is not None:
+            connections_used[key] = used_at
+    if connections_used:
+        connections_touch(connections_used)
 
 
 def record_calls(rows: list[dict[str, Any]]) -> None:
@@ -79,7 +89,8 @@ def hooks() -> Hooks:
         observe_pin=db_job(services.pin_observe),
         mark_unhealthy=db_job(services.server_mark_unhealthy),
         spool_name=database_name(),
-        token_pattern=secrets.pattern("mng"),
+        token_pattern=re.compile(f"{secrets.pattern('mng').pattern}|{secrets.pattern(ACCESS_SCHEME).pattern}"),
+        required_scope=SCOPE,
     )
 
 
@@ -110,4 +121,5 @@ def _apply_setting(*, setting: str, **kwargs: Any) -> None:
                 spool_max_bytes=fresh.spool_max_bytes,
                 when_database_down=fresh.when_database_down,
                 preauth_rate_limit=fresh.preauth_rate_limit,
+                public_url=fresh.public_url,
             )

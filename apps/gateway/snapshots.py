@@ -8,6 +8,9 @@ from __future__ import annotations
 from django.conf import settings
 
 from apps.gateway.models import AllowRule, ToolPin, UpstreamServer
+from apps.oauth.selectors import access_token_for_digest
+from apps.sso.selectors import sso_required_blocked_user_ids
+from apps.tokens.models import GatewayToken
 from apps.tokens.selectors import token_for_digest
 from apps.workspaces.models import Workspace
 from relay.config import (
@@ -34,10 +37,44 @@ def upstream_config(server: UpstreamServer) -> UpstreamConfig:
     )
 
 
+OAUTH_ID = "oauth"  # TokenInfo.id of an OAuth connection: oauth:<client pk>:<user pk>:<workspace pk>
+OAUTH_PREFIX = "oauth"  # what the audit's token column says for an OAuth call
+
+
+def oauth_connection_key(token_id: str) -> tuple[int, int, int] | None:
+    """The (client, member, workspace) primary keys an OAuth TokenInfo.id names, or None."""
+    scheme, _, rest = token_id.partition(":")
+    parts = rest.split(":")
+    if scheme != OAUTH_ID or len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def oauth_token_info(digest: str) -> TokenInfo | None:
+    found = access_token_for_digest(digest)
+    if found is None:
+        return None
+    token, workspace = found
+    return TokenInfo(
+        id=f"{OAUTH_ID}:{token.application_id}:{token.user_id}:{workspace.pk}",
+        workspace_id=workspace.pk,
+        kind=GatewayToken.Kind.MEMBER,
+        user_id=token.user_id,
+        email=token.user.email,
+        prefix=OAUTH_PREFIX,
+        expires_at=token.expires,
+        last_used_at=None,
+        scopes=frozenset(token.scope.split()),
+        oauth_client=token.application.client_id,
+    )
+
+
 def token_info(digest: str) -> TokenInfo | None:
+    """The gateway's snapshot of the live credential with this digest: a gateway token or
+    an OAuth access token (both are SHA-256 digests of the bearer value)."""
     token = token_for_digest(digest)
     if token is None:
-        return None
+        return oauth_token_info(digest)
     return TokenInfo(
         id=token.pk,
         workspace_id=token.workspace_id,
@@ -78,6 +115,9 @@ def workspace_config(slug: str) -> WorkspaceConfig | None:
             "server_id", "tool_name", "fingerprint", "pending_fingerprint"
         )
     }
+    member_ids = frozenset(workspace.memberships.values_list("user_id", flat=True))
+    # "SSO required": members who never signed in through the workspace's IdP are not let in.
+    member_ids -= sso_required_blocked_user_ids(workspace_id=workspace.pk, user_ids=member_ids)
     return WorkspaceConfig(
         id=workspace.pk,
         slug=workspace.slug,
@@ -88,7 +128,7 @@ def workspace_config(slug: str) -> WorkspaceConfig | None:
         servers=servers,
         rules={user_id: frozenset(pairs) for user_id, pairs in rules.items()},
         pins=pins,
-        member_ids=frozenset(workspace.memberships.values_list("user_id", flat=True)),
+        member_ids=member_ids,
     )
 
 
@@ -105,6 +145,7 @@ def relay_settings() -> Settings:
         when_database_down=WhenDatabaseDown(settings.MCPNEST_GATEWAY_WHEN_DATABASE_DOWN),
         preauth_rate_limit=settings.MCPNEST_GATEWAY_PREAUTH_RATE_LIMIT,
         session_secret=settings.SECRET_KEY.encode(),
+        public_url=settings.MCPNEST_PUBLIC_URL,
     )
 
 

@@ -77,12 +77,30 @@ def _error(code: int, message: str, *, id: Any = None, status: int = 400, data: 
     return _json({"jsonrpc": "2.0", "id": id, "error": error}, status=status, headers=headers)
 
 
-def _unauthorized(message: str) -> HttpResponse:
+def _challenge(gateway: Gateway, slug: str, error: str = "") -> str:
+    """RFC 6750 + RFC 9728: where the client finds how to get a token for this gateway,
+    and the scope to ask for. No error code when no token came (RFC 6750 §3.1)."""
+    metadata = f"{gateway.settings.public_url}/.well-known/oauth-protected-resource/api/gw/{slug}"
+    challenge = f'Bearer resource_metadata="{metadata}", scope="{gateway.hooks.required_scope}"'
+    return f'{challenge}, error="{error}"' if error else challenge
+
+
+def _unauthorized(gateway: Gateway, slug: str, message: str, *, token_sent: bool = True) -> HttpResponse:
     return _error(
         -32001,
         message,
         status=401,
-        headers={"WWW-Authenticate": 'Bearer realm="mcpnest", error="invalid_token"'},
+        headers={"WWW-Authenticate": _challenge(gateway, slug, "invalid_token" if token_sent else "")},
+    )
+
+
+def _insufficient_scope(gateway: Gateway, slug: str) -> HttpResponse:
+    scope = gateway.hooks.required_scope
+    return _error(
+        -32001,
+        f"The token lacks the {scope!r} scope this gateway needs; authorize the client again.",
+        status=403,
+        headers={"WWW-Authenticate": _challenge(gateway, slug, "insufficient_scope")},
     )
 
 
@@ -211,18 +229,31 @@ async def _endpoint(request: HttpRequest, slug: str, gateway: Gateway) -> HttpRe
         return _unavailable(DATABASE_DOWN)
 
     session_id = request.headers.get("Mcp-Session-Id", "")
+    if request.META.get("QUERY_STRING") and "access_token" in request.GET:
+        # RFC 6750 §2.3 tokens land in logs and histories: refused, not read (OAuth 2.1).
+        return _error(
+            INVALID_REQUEST, "Tokens in the query string are refused: send Authorization: Bearer <token>.", status=400
+        )
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
-        return _unauthorized("Missing bearer token: send Authorization: Bearer mng_...")
+        return _unauthorized(
+            gateway,
+            slug,
+            "Missing bearer token: sign in with OAuth, or send Authorization: Bearer mng_...",
+            token_sent=False,
+        )
     try:
         token = await gateway.snapshots.token(raw.strip())
     except Exception:
         logger.exception("loading a token failed")
         return _unavailable(DATABASE_DOWN)
+    # An OAuth token's workspace is its audience (RFC 8707): one for another gateway fails here.
     if token is None or token.workspace_id != config.id:
-        return _unauthorized("Invalid, expired or revoked token for this workspace.")
+        return _unauthorized(gateway, slug, "Invalid, expired or revoked token for this workspace.")
     if not token.is_workspace_token and token.user_id not in config.member_ids:
-        return _unauthorized("The token's owner is no longer a member of this workspace.")
+        return _unauthorized(gateway, slug, "The token's owner is no longer a member of this workspace.")
+    if token.scopes is not None and gateway.hooks.required_scope not in token.scopes:
+        return _insufficient_scope(gateway, slug)
     gateway.recorder.touch(token.id)  # any authenticated request counts as use
 
     if request.method == "GET":

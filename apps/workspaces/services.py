@@ -248,6 +248,18 @@ def member_add_by_operator(*, workspace: Workspace, user: User, role: str) -> Me
 
 
 @transaction.atomic
+def member_add_by_platform(*, access: Access, user: User, role: str, ip: str | None = None) -> Membership:
+    """The platform adds ``user`` with ``role`` on what the workspace's Owners authorised: its
+    identity provider provisioning people over SCIM (``apps.scim``), with the token an Owner
+    or an operator issued. ``access`` is ``platform_access(workspace)``; the audit row names
+    no person."""
+    access.require(Capability.MANAGE_PRIVILEGED)
+    return _membership_create(
+        workspace=access.workspace, user=user, role=role, actor=None, ip=ip, action=Action.MEMBER_ADDED
+    )
+
+
+@transaction.atomic
 def member_change_role(*, access: Access, membership: Membership, role: str, ip: str | None = None) -> Membership:
     if role not in Role.values:
         raise ValidationError({"role": f"Role must be one of: {', '.join(Role.values)}."})

@@ -50,6 +50,12 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.usersessions",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
+    "oauth2_provider",
+    "django_scim",
     "channels",
     "apps.core",
     "apps.accounts",
@@ -61,6 +67,9 @@ INSTALLED_APPS = [
     "apps.hosting",
     "apps.marketplace",
     "apps.configtools",
+    "apps.oauth",
+    "apps.sso",
+    "apps.scim",
     "apps.portal",
 ]
 
@@ -74,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Tracks each person's sessions, so deprovisioning (SCIM) can end them all at once.
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
 ]
 
 ROOT_URLCONF = "mcpnest.urls"
@@ -160,6 +171,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.hosting.tasks.instance_health_sweep",
         "schedule": 60.0,
         "options": {"expires": 60},
+    },
+    # Dynamically registered OAuth clients idle for MCPNEST_OAUTH_IDLE_CLIENT_DAYS.
+    "oauth-prune-clients": {
+        "task": "apps.oauth.tasks.prune_clients",
+        "schedule": crontab(hour=4, minute=41),
+        "options": {"expires": 60 * 60},
     },
     # The official MCP registry: what changed since the last run.
     "registry-index": {
@@ -350,6 +367,121 @@ MCPNEST_GENERATOR_TOOLCHAIN = env_str("MCPNEST_GENERATOR_TOOLCHAIN", str(BASE_DI
 MCPNEST_HOSTING_RUNTIME = env_str("MCPNEST_HOSTING_RUNTIME", "process")
 # Seconds a deploy waits for the instance's /healthz before it is marked failed.
 MCPNEST_HOSTING_START_TIMEOUT = env_int("MCPNEST_HOSTING_START_TIMEOUT", 30)
+
+# --- Identity: the public URL, the OAuth authorization server (apps.oauth) -----------
+# Where people and MCP clients reach this deployment (scheme, host and any port, no path).
+# Every public URL the OAuth documents carry (the issuer, each workspace's resource URL,
+# the endpoints) is built from it, never from a request's Host header.
+MCPNEST_PUBLIC_URL = (
+    env_str("MCPNEST_PUBLIC_URL") or ("http://127.0.0.1:8000" if DEBUG else env_required("MCPNEST_PUBLIC_URL"))
+).rstrip("/")
+# django-oauth-toolkit, set for MCP clients: authorization code + PKCE S256 only, public
+# clients registered dynamically (RFC 7591) or by metadata document (CIMD), every token
+# bound to one workspace's gateway URL (RFC 8707), tokens stored as SHA-256 digests,
+# refresh tokens rotated with reuse detection, and every RFC 9700 gate on.
+# The toolkit's own models (its swappable settings, named so migrations can refer to them).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER = {
+    "SCOPES": {"mcp": "Use this workspace's MCP gateway: list and call the tools you are allowed to use"},
+    "DEFAULT_SCOPES": ["mcp"],
+    "OIDC_ISS_ENDPOINT": MCPNEST_PUBLIC_URL,
+    "OAUTH2_VALIDATOR_CLASS": "apps.oauth.validators.Validator",
+    "ACCESS_TOKEN_GENERATOR": "apps.oauth.tokens.access_token",
+    "REFRESH_TOKEN_GENERATOR": "apps.oauth.tokens.refresh_token",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("MCPNEST_OAUTH_ACCESS_TOKEN_SECONDS", 3600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env_int("MCPNEST_OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "PKCE_REQUIRED": True,
+    # Loopback redirects match on any port (RFC 8252); "localhost" counts as loopback
+    # because Claude Code and the MCP Inspector register it.
+    "ALLOW_LOCALHOST_LOOPBACK": True,
+    # https for web clients; http for loopback only (checked at registration); the private-use
+    # schemes desktop clients register.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http", "cursor", "vscode", "vscode-insiders", "windsurf"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_post", "client_secret_basic"],
+    "OAUTH2_PROTECTED_RESOURCE_AUTHORIZATION_SERVERS": [MCPNEST_PUBLIC_URL],
+    "OAUTH2_PROTECTED_RESOURCE_BEARER_METHODS_SUPPORTED": ["header"],
+    "OAUTH2_PROTECTED_RESOURCE_NAME": "MCPNest gateway",
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("apps.oauth.registration.RegistrationRateLimit",),
+    "CIMD_ENABLED": True,
+    "CIMD_METADATA_FETCHER": "apps.oauth.registration.MetadataFetcher",
+    "REQUEST_APPROVAL_PROMPT": "force",
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    # Off, and its warning silenced (SILENCED_SYSTEM_CHECKS): "http" stays allowed for native
+    # clients' loopback redirects (RFC 8252), and registration refuses http to any other
+    # host (apps.oauth.registration.redirect_uri_problem), which the toolkit cannot express.
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": False,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
+# Registered clients with no live token for this many days are deleted (a daily task).
+MCPNEST_OAUTH_IDLE_CLIENT_DAYS = env_int("MCPNEST_OAUTH_IDLE_CLIENT_DAYS", 30)
+# Dynamic client registrations per client IP and hour.
+MCPNEST_OAUTH_REGISTRATIONS_PER_HOUR = env_int("MCPNEST_OAUTH_REGISTRATIONS_PER_HOUR", 20)
+# Client ID Metadata Documents are fetched from public addresses only, unless this allows
+# private and loopback ones (a lab, a test), and verified against the system's CAs, or
+# this bundle's.
+MCPNEST_OAUTH_CIMD_ALLOW_PRIVATE = env_bool("MCPNEST_OAUTH_CIMD_ALLOW_PRIVATE", False)
+MCPNEST_OAUTH_CIMD_CA_FILE = env_str("MCPNEST_OAUTH_CIMD_CA_FILE", "")
+
+# --- SSO (apps.sso) ---------------------------------------------------------------
+# Every OpenID Connect or SAML app is a workspace's company IdP (apps.sso.SsoConnection, set
+# up in the admin). The adapter lets an IdP vouch only for its connection's e-mail domains:
+# such an address signs in (and links) the existing account that has it, and creates one
+# only when the connection provisions just in time.
+SOCIALACCOUNT_ADAPTER = "apps.sso.adapter.SocialAccountAdapter"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # the adapter decides, per connection and domain
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True  # a linked sign-in becomes the SSO identity
+SOCIALACCOUNT_AUTO_SIGNUP = True  # JIT: no sign-up form between the IdP and the portal
+SOCIALACCOUNT_LOGIN_ON_GET = False  # a sign-in starts only from a POST carrying a CSRF token
+SOCIALACCOUNT_STORE_TOKENS = False  # the IdP's access tokens are not needed after sign-in
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env_int("SOCIALACCOUNT_REQUESTS_TIMEOUT", 5)
+SOCIALACCOUNT_PROVIDERS = {
+    # PKCE on every authorization code, whatever the IdP requires.
+    "openid_connect": {"OAUTH_PKCE_ENABLED": True},
+}
+
+# --- SCIM (apps.scim) -------------------------------------------------------------
+# django-scim2 serves /scim/v2/ through apps.scim's views and adapters: the caller is a
+# workspace's IdP with a SCIM token (apps.scim.auth), and that workspace is its tenant.
+SCIM_SERVICE_PROVIDER = {
+    "USER_ADAPTER": "apps.scim.adapters.ScimUserAdapter",
+    "GROUP_MODEL": "apps.scim.models.ScimGroup",
+    "GROUP_ADAPTER": "apps.scim.adapters.ScimGroupAdapter",
+    "USER_FILTER_PARSER": "apps.scim.filters.UserFilter",
+    "GROUP_FILTER_PARSER": "apps.scim.filters.GroupFilter",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "apps.scim.adapters.ServiceProviderConfig",
+    "BASE_LOCATION_GETTER": "apps.scim.adapters.base_location",
+    "AUTH_CHECK_MIDDLEWARE": "apps.scim.auth.ScimBearerAuth",
+    "SCHEMAS_GETTER": "apps.scim.schemas.published",
+    "NETLOC": "from-the-request",  # unused: base_location answers from the request's own host
+    "AUTHENTICATION_SCHEMES": [
+        {
+            "type": "oauthbearertoken",
+            "name": "SCIM token",
+            "description": "A workspace's SCIM token (mns_…), created by staff in the admin or with "
+            "manage.py scim_token_create, sent as Authorization: Bearer.",
+            "primary": True,
+        }
+    ],
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="scim"',
+}
 
 # --- Security -------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

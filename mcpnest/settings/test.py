@@ -11,6 +11,8 @@ os.environ.setdefault("SECRET_KEY", "test-only-" + "x" * 60)
 # A Fernet key used only by the test suite.
 os.environ.setdefault("MCPNEST_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA=")
 os.environ.setdefault("MCPNEST_AUDIT_KEYS", "test-only-audit-key-" + "a" * 40)
+# OAuth documents and the gateway's 401 answers name this origin (tests/oauth/flow.py).
+os.environ.setdefault("MCPNEST_PUBLIC_URL", "http://127.0.0.1:8000")
 
 from mcpnest.settings.base import *  # noqa: F403
 

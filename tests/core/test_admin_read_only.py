@@ -17,6 +17,8 @@ from apps.core.admin import ReadOnlyAdminMixin
 from apps.gateway.models import AllowRule, ToolPin
 from apps.hosting.models import Instance
 from apps.marketplace.models import IndexRun, Install, Publisher, Repository
+from apps.oauth.models import Connection
+from apps.scim.models import ScimIdentity
 from apps.tokens.models import GatewayToken
 from apps.workspaces.models import Invitation, Workspace
 from tests.factories import UserFactory
@@ -37,6 +39,8 @@ READ_ONLY = {
     Install,
     Publisher,
     Repository,
+    Connection,
+    ScimIdentity,
 }
 PERMISSIONS = ("has_add_permission", "has_change_permission", "has_delete_permission")
 

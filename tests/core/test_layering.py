@@ -22,9 +22,10 @@ READY_HOOK = "ready"
 # Paths with no acting person: only operators at the shell may take them.
 OPERATOR_ONLY = frozenset({"member_add_by_operator", "operator_access"})
 # The platform acting on its own (no person), and the only modules that may: a hosted
-# instance's upstream joins or leaves the gateway when its deployment is done or ends.
-PLATFORM_ONLY = frozenset({"platform_access"})
-PLATFORM_CALLERS = frozenset({"hosting/services.py"})
+# instance's upstream joins or leaves the gateway when its deployment is done or ends; a
+# workspace's IdP provisions and deprovisions its people over SCIM.
+PLATFORM_ONLY = frozenset({"platform_access", "member_add_by_platform"})
+PLATFORM_CALLERS = frozenset({"hosting/services.py", "scim/services.py"})
 
 
 def _imported_modules(node: ast.AST) -> list[str]:

@@ -39,6 +39,7 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "MCPNEST_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "MCPNEST_AUDIT_KEYS": secrets.token_urlsafe(48),
         "MCPNEST_VAR_DIR": str(tmp_path),
+        "MCPNEST_PUBLIC_URL": "https://mcpnest.example.com",
     }
 
 
