@@ -60,6 +60,17 @@ class MetadataFetcher(SafeMetadataFetcher):
     """The toolkit's SSRF-safe fetcher, with a configurable CA bundle and, for labs and
     tests only, private addresses."""
 
+    # Grant types this server never issues; a client's document may list them for other
+    # servers (VS Code's lists the device grant), which must not get the client refused.
+    UNSERVED_GRANT_TYPES = frozenset({"urn:ietf:params:oauth:grant-type:device_code"})
+
+    def _read_document(self, response):
+        data, max_age = super()._read_document(response)
+        grant_types = data.get("grant_types")
+        if isinstance(grant_types, list):
+            data["grant_types"] = [grant for grant in grant_types if grant not in self.UNSERVED_GRANT_TYPES]
+        return data, max_age
+
     def fetch(self, client_id):
         parsed = _validate_client_id_url(client_id)
         port = parsed.port or 443

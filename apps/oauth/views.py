@@ -13,8 +13,13 @@ import json
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.forms import AllowForm
 from oauth2_provider.models import Application
 from oauth2_provider.views import (
@@ -184,9 +189,11 @@ def _host(uri: str | None) -> str:
     return parts.netloc or (f"{parts.scheme}:" if parts.scheme else "")
 
 
+@method_decorator([csrf_exempt, login_not_required], name="dispatch")
 class OpenToBrowsersMixin:
     """Browser-based clients (the MCP Inspector) call registration and the token endpoint
-    from their own origin. These endpoints take no cookies, so any origin may call them."""
+    from their own origin. These endpoints take no cookies, so any origin may call them
+    (and CSRF does not apply: the toolkit's own views are exempt, this dispatch too)."""
 
     def options(self, request, *args, **kwargs):
         response = HttpResponse(status=204)
@@ -208,7 +215,14 @@ class RegistrationView(OpenToBrowsersMixin, DynamicClientRegistrationView):
     """RFC 7591 registration: the toolkit's, after OAuth 2.1's redirect URI rules."""
 
     def post(self, request, *args, **kwargs):
-        return _redirect_uris_refused(request) or super().post(request, *args, **kwargs)
+        response = _redirect_uris_refused(request) or super().post(request, *args, **kwargs)
+        if response.status_code == 201:
+            # The toolkit builds this URL from the request's Host; ours come from the public URL.
+            body = json.loads(response.content)
+            path = reverse("oauth2_provider:dcr-register-management", args=[body["client_id"]])
+            body["registration_client_uri"] = f"{settings.MCPNEST_PUBLIC_URL}{path}"
+            response.content = json.dumps(body)
+        return response
 
 
 class RegistrationManagementView(DynamicClientRegistrationManagementView):

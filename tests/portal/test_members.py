@@ -47,7 +47,7 @@ def test_members_page_lists_members_and_pending_invitations(
         for n in range(5):
             invitation_create(access=cast.access(cast.alice), email=f"invitee{n}@example.com")
     client = signed_in(cast.alice)
-    with django_assert_max_num_queries(8):  # 7th and 8th: the navigation's counts of what waits
+    with django_assert_max_num_queries(9):  # 7th, 8th: the navigation's counts; 9th: "SSO required"
         response = client.get(reverse("portal:members", args=["acme"]))
     html = response.content.decode()
     assert len(response.context["rows"]) == 23
