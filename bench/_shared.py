@@ -25,6 +25,7 @@ def django_on_postgres(db: str, *, fresh: bool = True, allowed_hosts: str = "127
         SECRET_KEY="bench-" + secrets.token_urlsafe(48),
         MCPNEST_ENCRYPTION_KEYS="dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA=",
         MCPNEST_AUDIT_KEYS="bench-" + secrets.token_urlsafe(48),
+        MCPNEST_PUBLIC_URL="http://127.0.0.1:8000",  # required without DEBUG; nothing here uses OAuth
         ALLOWED_HOSTS=allowed_hosts,
         DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{db}",
         REDIS_URL="",

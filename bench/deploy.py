@@ -79,6 +79,7 @@ def _setup() -> None:
         SECRET_KEY="bench-" + secrets.token_urlsafe(48),
         MCPNEST_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         MCPNEST_AUDIT_KEYS="bench-" + secrets.token_urlsafe(48),
+        MCPNEST_PUBLIC_URL="http://127.0.0.1:8000",  # required without DEBUG; nothing here uses OAuth
         ALLOWED_HOSTS="127.0.0.1",
         DATABASE_URL=_database_url(),
         REDIS_URL="",  # tasks in-process: the deploy is timed, not a queue

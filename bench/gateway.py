@@ -412,6 +412,7 @@ def bench_env(config: Config) -> dict[str, str]:
         SECRET_KEY="bench-" + secrets.token_urlsafe(48),
         MCPNEST_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         MCPNEST_AUDIT_KEYS="bench-" + secrets.token_urlsafe(48),
+        MCPNEST_PUBLIC_URL="http://127.0.0.1:8000",  # required without DEBUG; nothing here uses OAuth
         MCPNEST_SPOOL_DIR=str(SPOOL_DIR),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         # Every bench client is 127.0.0.1: the scale part opens 500 workspaces a process has
