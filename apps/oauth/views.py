@@ -34,7 +34,7 @@ from apps.core.http import client_ip
 from apps.oauth import services
 from apps.oauth.registration import redirect_uri_problem
 from apps.oauth.selectors import SCOPE, gateway_resource, memberships_for_consent, resource_slug
-from apps.sso.selectors import sso_blocks
+from apps.sso.selectors import sso_session_blocks
 from apps.workspaces.models import Workspace
 
 
@@ -89,14 +89,14 @@ class ConsentView(AuthorizationView):
                     message=f"The client asked for access to {resources[0]}, which is not a gateway of this MCPNest.",
                     status=400,
                 )
-            if sso_blocks(workspace=workspace, user=request.user):
+            if sso_session_blocks(request=request, workspace=workspace):
                 self._audit_refusal(request, workspace=workspace, reason="SSO required")
                 return self._refuse(
                     request,
                     title="Sign in with your company first",
                     message=(
-                        f"“{workspace.name}” requires single sign-on: sign in through your company's identity "
-                        "provider once (Sign in with your company, on the sign-in page), then connect the client."
+                        f"“{workspace.name}” requires single sign-on: sign out, sign in through your company's "
+                        "identity provider (Sign in with your company, on the sign-in page), then connect the client."
                     ),
                     status=403,
                 )

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from allauth.account.authentication import get_authentication_records
 from allauth.socialaccount.models import SocialAccount, SocialApp
 
 from apps.sso.models import SsoConnection, email_domain
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from apps.accounts.models import User
     from apps.workspaces.models import Workspace
 
@@ -75,6 +78,25 @@ def sso_blocks(*, workspace: Workspace, user: User) -> bool:
     if not user.is_authenticated:
         return False
     return bool(sso_required_blocked_user_ids(workspace_id=workspace.pk, user_ids=[user.pk]))
+
+
+def sso_session_blocks(*, request: HttpRequest, workspace: Workspace) -> bool:
+    """Whether "SSO required" keeps this session out of ``workspace``: it was not signed in
+    through the workspace's IdP (a password sign-in does not do, even for a person who has
+    an identity there). allauth records each sign-in method of the session; one query, the
+    connection's. The portal and the OAuth consent page ask this; the gateway, which sees
+    tokens and no session, asks ``sso_required_blocked_user_ids``."""
+    if not request.user.is_authenticated:
+        return False
+    connection = (
+        SsoConnection.objects.select_related("social_app").filter(workspace_id=workspace.pk, sso_required=True).first()
+    )
+    if connection is None:
+        return False
+    return not any(
+        record.get("method") == "socialaccount" and record.get("provider") == connection.identity_provider
+        for record in get_authentication_records(request, request.user)
+    )
 
 
 def idp_groups(connection: SsoConnection, extra_data: dict[str, Any]) -> list[str]:

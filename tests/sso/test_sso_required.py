@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from apps.core.epochs import workspace_scope
 from apps.core.models import Epoch
 from apps.sso.models import SsoConnection
 from apps.sso.selectors import connection_for_email, sso_blocks, sso_required_blocked_user_ids
+from tests.oauth.flow import authorize_params, gateway_url, register
+from tests.sso.conftest import HOST
+from tests.sso.test_oidc import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -108,15 +112,39 @@ def test_the_highest_mapped_group_wins(oidc_connection):
     assert oidc_connection.role_for_groups(["mcp-admins", "mcp-owners"]) == "owner"
 
 
-def test_the_portal_shuts_out_a_member_without_an_sso_identity(cast, oidc_connection, client):
+def test_the_portal_lets_in_only_sessions_signed_in_through_the_idp(cast, oidc_idp, oidc_connection):
     oidc_connection.sso_required = True
     oidc_connection.save()
-    client.force_login(cast.bob)
-    page = client.get(f"/w/{cast.acme.slug}/")
+    oidc_idp.claims = {"sub": "bob-sub", "email": "bob@example.com", "email_verified": True}
+    password = Client(HTTP_HOST=HOST)
+    password.force_login(cast.bob)
+    page = password.get(f"/w/{cast.acme.slug}/")
     assert page.status_code == 403
     assert "/accounts/oidc/acme-oidc/login/" in page.content.decode()
-    SocialAccount.objects.create(user=cast.bob, provider="acme-oidc", uid="bob-sub")
-    assert client.get(f"/w/{cast.acme.slug}/").status_code == 200
+
+    sso = Client(HTTP_HOST=HOST)
+    sign_in(sso, oidc_idp, "/accounts/oidc/acme-oidc/login/")
+    assert sso.get(f"/w/{cast.acme.slug}/").status_code == 200
+    # Bob now has an identity at the IdP, but a password session still does not do.
+    assert not sso_blocks(workspace=cast.acme, user=cast.bob)
+    assert password.get(f"/w/{cast.acme.slug}/").status_code == 403
     # Another workspace without the rule is unaffected.
-    client.force_login(cast.dave)
-    assert client.get(f"/w/{cast.globex.slug}/").status_code == 200
+    password.force_login(cast.dave)
+    assert password.get(f"/w/{cast.globex.slug}/").status_code == 200
+
+
+def test_connecting_an_oauth_client_needs_a_session_signed_in_through_the_idp(cast, oidc_idp, oidc_connection):
+    oidc_connection.sso_required = True
+    oidc_connection.save()
+    oidc_idp.claims = {"sub": "bob-sub", "email": "bob@example.com", "email_verified": True}
+    registered = register(Client())
+    consent_url = "/oauth/authorize/"
+    params = authorize_params(registered["client_id"], resource=gateway_url("acme")).params
+    sso = Client(HTTP_HOST=HOST)
+    sign_in(sso, oidc_idp, "/accounts/oidc/acme-oidc/login/")
+    assert sso.get(consent_url, params).status_code == 200
+    password = Client(HTTP_HOST=HOST)
+    password.force_login(cast.bob)
+    refused = password.get(consent_url, params)
+    assert refused.status_code == 403
+    assert "requires single sign-on" in refused.content.decode()

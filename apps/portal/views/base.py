@@ -23,7 +23,7 @@ from apps.core import crypto
 from apps.core.errors import RuleViolation
 from apps.rbac.access import Access, RoleRequired, workspace_for
 from apps.rbac.roles import Capability, Role
-from apps.sso.selectors import sso_blocks
+from apps.sso.selectors import sso_session_blocks
 from apps.sso.views import sso_required_response
 from apps.workspaces.models import Workspace
 
@@ -53,9 +53,9 @@ def workspace_view(capability: Capability = Capability.VIEW_WORKSPACE, *, method
             except RoleRequired as refused:
                 context = workspace_context(refused.access, message=refused.message)
                 return render(request, "portal/forbidden.html", context, status=403)
-            # "SSO required": a member who never signed in through the workspace's IdP
-            # stops here (staff who are not members are not members, and pass).
-            if access.membership is not None and sso_blocks(workspace=access.workspace, user=request.user):
+            # "SSO required": a member whose session did not sign in through the workspace's
+            # IdP stops here (staff who are not members are not members, and pass).
+            if access.membership is not None and sso_session_blocks(request=request, workspace=access.workspace):
                 return sso_required_response(request, access.workspace)
             if request.method not in methods:
                 return HttpResponseNotAllowed(methods)
