@@ -67,7 +67,7 @@ class ConsentView(AuthorizationView):
     def _refuse(self, request, *, title: str, message: str, status: int):
         return render(request, "oauth/refused.html", {"title": title, "message": message}, status=status)
 
-    def _checks(self, request, *, resources: list[str], redirect_uri: str):
+    def _checks(self, request, *, client_id: str, resources: list[str], redirect_uri: str):
         """A refusal page, or None. It never redirects: the client is not trusted yet."""
         problem = redirect_uri_problem(redirect_uri) if redirect_uri else None
         if problem:
@@ -90,7 +90,7 @@ class ConsentView(AuthorizationView):
                     status=400,
                 )
             if sso_session_blocks(request=request, workspace=workspace):
-                self._audit_refusal(request, workspace=workspace, reason="SSO required")
+                self._audit_refusal(request, client_id=client_id, workspace=workspace, reason="SSO required")
                 return self._refuse(
                     request,
                     title="Sign in with your company first",
@@ -101,7 +101,7 @@ class ConsentView(AuthorizationView):
                     status=403,
                 )
             if not workspace.memberships.filter(user=request.user).exists():
-                self._audit_refusal(request, workspace=workspace, reason="not a member")
+                self._audit_refusal(request, client_id=client_id, workspace=workspace, reason="not a member")
                 return self._refuse(
                     request,
                     title="You are not a member of this workspace",
@@ -120,8 +120,8 @@ class ConsentView(AuthorizationView):
             )
         return None
 
-    def _audit_refusal(self, request, *, workspace, reason: str) -> None:
-        application = Application.objects.filter(client_id=request.GET.get("client_id", "")).first()
+    def _audit_refusal(self, request, *, client_id: str, workspace, reason: str) -> None:
+        application = Application.objects.filter(client_id=client_id).first()
         if application is not None:
             services.consent_refused(
                 application=application, user=request.user, workspace=workspace, reason=reason, ip=client_ip(request)
@@ -129,7 +129,10 @@ class ConsentView(AuthorizationView):
 
     def get(self, request, *args, **kwargs):
         refusal = self._checks(
-            request, resources=request.GET.getlist("resource"), redirect_uri=request.GET.get("redirect_uri", "")
+            request,
+            client_id=request.GET.get("client_id", ""),
+            resources=request.GET.getlist("resource"),
+            redirect_uri=request.GET.get("redirect_uri", ""),
         )
         return refusal or super().get(request, *args, **kwargs)
 
@@ -155,7 +158,10 @@ class ConsentView(AuthorizationView):
         if not resource and data.get("workspace"):
             resource = gateway_resource(data["workspace"])
         refusal = self._checks(
-            self.request, resources=resource.split() if resource else [], redirect_uri=data.get("redirect_uri", "")
+            self.request,
+            client_id=application.client_id,
+            resources=resource.split() if resource else [],
+            redirect_uri=data.get("redirect_uri", ""),
         )
         if refusal is not None:
             return refusal

@@ -14,7 +14,6 @@ from apps.sso.models import SsoConnection, email_domain
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-    from apps.accounts.models import User
     from apps.workspaces.models import Workspace
 
 
@@ -71,13 +70,6 @@ def sso_required_blocked_user_ids(*, workspace_id: int, user_ids: Iterable[int])
         "user_id", flat=True
     )
     return frozenset(wanted - set(linked))
-
-
-def sso_blocks(*, workspace: Workspace, user: User) -> bool:
-    """Whether "SSO required" keeps ``user`` out of ``workspace`` (no identity at its IdP)."""
-    if not user.is_authenticated:
-        return False
-    return bool(sso_required_blocked_user_ids(workspace_id=workspace.pk, user_ids=[user.pk]))
 
 
 def sso_session_blocks(*, request: HttpRequest, workspace: Workspace) -> bool:

@@ -93,7 +93,7 @@ def _node_env(home: Path) -> dict[str, str]:
     }
 
 
-def _tool_calls(expected: int, timeout: float = 10.0, **filters) -> list[ToolCall]:
+def tool_calls(expected: int, timeout: float = 10.0, **filters) -> list[ToolCall]:
     """The gateway process writes audit rows from a background thread: wait for them."""
     deadline = time.monotonic() + timeout
     while True:
@@ -131,7 +131,7 @@ def test_python_sdk_calls_server_everything_through_the_gateway(cast, issue, eve
     assert not echoed.is_error and echoed.content[0].text == f"Echo: hello over {mode}"
     assert not summed.is_error and "42" in summed.content[0].text
 
-    rows = _tool_calls(2, server_slug="everything")
+    rows = tool_calls(2, server_slug="everything")
     assert [(r.tool_name, r.method, r.status, r.error_code) for r in rows] == [
         ("echo", "tools/call", 200, None),
         ("get-sum", "tools/call", 200, None),
@@ -175,7 +175,7 @@ def test_inspector_cli_lists_and_calls_tools_through_the_gateway(cast, issue, ev
     assert called["content"] == [{"type": "text", "text": "Echo: hi inspector"}]
     assert not called.get("isError")
 
-    (row,) = _tool_calls(1, server_slug="everything")
+    (row,) = tool_calls(1, server_slug="everything")
     assert (row.tool_name, row.status, row.member_id) == ("echo", 200, cast.carol.pk)
 
 
@@ -261,6 +261,28 @@ SUITES = {
 }
 
 
+def server_suite_failures(url: str, tmp_path, *, timeout: int = 180) -> list[str]:
+    """Run every server suite (``SUITES``) against ``url``; what each failing one printed."""
+    failures = []
+    for label, (cli, extra) in SUITES.items():
+        args = ["server", "--url", url, "--expected-failures", str(BASELINE), *extra]
+        result = subprocess.run(  # noqa: S603 - our own arguments
+            [str(NODE), str(cli), *args],
+            cwd=tmp_path,
+            env=_node_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        out = result.stdout + result.stderr
+        # A suite prints "Total: N passed, ..."; a single scenario "Passed: N/M, ...".
+        passed = re.search(r"Total: (\d+) passed|Passed: (\d+)/", out)
+        if result.returncode != 0 or not passed or not int(passed.group(1) or passed.group(2)):
+            summary = out[out.find("SUMMARY") if "SUMMARY" in out else max(0, len(out) - 4000) :]
+            failures.append(f"--- {label} (exit {result.returncode}):\n{summary}")
+    return failures
+
+
 def test_conformance_suite_through_the_gateway(cast, issue, gateway, conformance_upstream, tmp_path):
     access = cast.access(cast.alice)
     server = server_add(access=access, slug="conformance", url=conformance_upstream.url)
@@ -269,27 +291,11 @@ def test_conformance_suite_through_the_gateway(cast, issue, gateway, conformance
     workspace_set_rate_limit(access=access, per_minute=100_000)
     token = issue(cast.carol)
 
-    failures = []
     with _AuthProxy(gateway(), token) as proxy:
-        for label, (cli, extra) in SUITES.items():
-            args = ["server", "--url", f"{proxy.url}/api/gw/acme", "--expected-failures", str(BASELINE), *extra]
-            result = subprocess.run(  # noqa: S603 - our own arguments
-                [str(NODE), str(cli), *args],
-                cwd=tmp_path,
-                env=_node_env(tmp_path),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            out = result.stdout + result.stderr
-            # A suite prints "Total: N passed, ..."; a single scenario "Passed: N/M, ...".
-            passed = re.search(r"Total: (\d+) passed|Passed: (\d+)/", out)
-            if result.returncode != 0 or not passed or not int(passed.group(1) or passed.group(2)):
-                summary = out[out.find("SUMMARY") if "SUMMARY" in out else max(0, len(out) - 4000) :]
-                failures.append(f"--- {label} (exit {result.returncode}):\n{summary}")
+        failures = server_suite_failures(f"{proxy.url}/api/gw/acme", tmp_path)
     assert not failures, "\n".join(failures)
 
     # The suite's tool calls went through the audit trail, under carol's token.
-    rows = _tool_calls(1, server_slug="conformance")
+    rows = tool_calls(1, server_slug="conformance")
     assert {"test_simple_text", "test_tool_with_progress", "test_error_handling"} <= {r.tool_name for r in rows}
     assert {(r.member_id, r.token_prefix) for r in rows} == {(cast.carol.pk, token[:12])}

@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
@@ -20,7 +19,6 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import httpx2
 
-from apps.audit.models import ToolCall
 from tests.factories import PASSWORD
 from tests.gateway.daphne import daphne_command, free_port, serving, subprocess_database_url
 from tests.local_http import LocalServer
@@ -89,16 +87,6 @@ def sign_in_and_allow(driver, authorize_url: str, *, email: str, callback: str) 
     wait.until(lambda d: d.find_element(By.ID, "authorizationForm"))  # back on the consent page
     driver.find_element(By.CSS_SELECTOR, "#authorizationForm button[name=allow]").click()
     wait.until(lambda d: d.current_url.startswith(callback))
-
-
-def tool_calls(expected: int, timeout: float = 10.0, **filters) -> list[ToolCall]:
-    """The gateway process writes audit rows from a background thread: wait for them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = list(ToolCall.objects.filter(**filters).order_by("seq"))
-        if len(rows) >= expected or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
 
 
 class _HiddenInputs(HTMLParser):

@@ -168,10 +168,12 @@ def test_consent_refuses_a_person_who_is_not_a_member(client, cast):
     own = authorize_params(registered["client_id"], resource=gateway_url("globex"))
     form = allowed.get("/oauth/authorize/", own.params).context["form"]
     data = {**{k: v for k, v in form.initial.items() if v is not None}, "resource": gateway_url("acme"), "allow": "1"}
+    refused_before = AuditEvent.objects.filter(action="oauth.consent_refused").count()
     response = allowed.post("/oauth/authorize/", data)
     assert response.status_code == 403
     assert not Connection.objects.exists()
-    assert AuditEvent.objects.filter(action="oauth.consent_refused").exists()
+    # Both refusals are on record, the edited form's too.
+    assert AuditEvent.objects.filter(action="oauth.consent_refused").count() == refused_before + 1 == 2
 
 
 def test_consent_for_an_unknown_resource_is_refused(client, browser):

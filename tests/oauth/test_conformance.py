@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import subprocess
 import threading
 
@@ -27,9 +26,9 @@ from apps.workspaces.services import workspace_set_rate_limit
 from tests.browser import NEEDS_CHROMIUM
 from tests.gateway.conformance_fixture import build_conformance_server
 from tests.gateway.daphne import free_port
-from tests.gateway.test_interop import BASELINE, CONFORMANCE_NEXT, NODE, SUITES, _AuthProxy, _node_env
+from tests.gateway.test_interop import CONFORMANCE_NEXT, NODE, _AuthProxy, _node_env, server_suite_failures, tool_calls
 from tests.gateway.upstream import running
-from tests.oauth.live import live_server, obtain_over_http, sign_in_and_allow, tool_calls
+from tests.oauth.live import live_server, obtain_over_http, sign_in_and_allow
 
 NEEDS_NODE = pytest.mark.skipif(
     not NODE.exists(),
@@ -59,26 +58,11 @@ def test_server_conformance_through_the_gateway_with_an_oauth_token(cast, confor
     assert server.health_ok, server.health_detail
     workspace_set_rate_limit(access=access, per_minute=100_000)  # a suite run is a few hundred calls
 
-    failures = []
     with live_server(tmp_path) as base:
         token, client_id = obtain_over_http(base, email=cast.carol.email, slug="acme")
         assert token.startswith("mna_")
         with _AuthProxy(base, token) as proxy:
-            for label, (cli, extra) in SUITES.items():
-                args = ["server", "--url", f"{proxy.url}/api/gw/acme", "--expected-failures", str(BASELINE), *extra]
-                result = subprocess.run(  # noqa: S603 - our own arguments
-                    [str(NODE), str(cli), *args],
-                    cwd=tmp_path,
-                    env=_node_env(tmp_path),
-                    capture_output=True,
-                    text=True,
-                    timeout=180,
-                )
-                out = result.stdout + result.stderr
-                passed = re.search(r"Total: (\d+) passed|Passed: (\d+)/", out)
-                if result.returncode != 0 or not passed or not int(passed.group(1) or passed.group(2)):
-                    summary = out[out.find("SUMMARY") if "SUMMARY" in out else max(0, len(out) - 4000) :]
-                    failures.append(f"--- {label} (exit {result.returncode}):\n{summary}")
+            failures = server_suite_failures(f"{proxy.url}/api/gw/acme", tmp_path)
     assert not failures, "\n".join(failures)
 
     # Every call the suite made went on the audit trail as Carol's, through this OAuth client.

@@ -23,7 +23,8 @@ from oauth2_provider.models import AccessToken, Application, RefreshToken
 
 from apps.oauth.models import Connection
 from tests.browser import BROWSER_TESTS
-from tests.oauth.live import Callback, live_server, server_log, sign_in_and_allow, tool_calls
+from tests.gateway.test_interop import tool_calls
+from tests.oauth.live import Callback, live_server, server_log, sign_in_and_allow
 from tests.oauth.tls import MetadataHost, make_authority
 
 pytestmark = [

@@ -10,10 +10,10 @@ from django.test import Client
 from apps.core.epochs import workspace_scope
 from apps.core.models import Epoch
 from apps.sso.models import SsoConnection
-from apps.sso.selectors import connection_for_email, sso_blocks, sso_required_blocked_user_ids
+from apps.sso.selectors import connection_for_email, sso_required_blocked_user_ids
 from tests.oauth.flow import authorize_params, gateway_url, register
 from tests.sso.conftest import HOST
-from tests.sso.test_oidc import sign_in
+from tests.sso.test_oidc import blocked, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -29,13 +29,13 @@ def test_when_sso_is_required_only_members_with_an_identity_at_the_idp_get_in(ca
 
     # Not required yet: nobody is blocked, and it costs one query.
     assert sso_required_blocked_user_ids(workspace_id=cast.acme.pk, user_ids=members) == frozenset()
-    assert not sso_blocks(workspace=cast.acme, user=cast.bob)
+    assert cast.bob.pk not in blocked(cast.acme, cast.bob)
 
     oidc_connection.sso_required = True
     oidc_connection.save()
     assert sso_required_blocked_user_ids(workspace_id=cast.acme.pk, user_ids=members) == {cast.alice.pk, cast.bob.pk}
-    assert sso_blocks(workspace=cast.acme, user=cast.bob)
-    assert not sso_blocks(workspace=cast.acme, user=cast.carol)
+    assert cast.bob.pk in blocked(cast.acme, cast.bob)
+    assert cast.carol.pk not in blocked(cast.acme, cast.carol)
     # Another workspace's rules are its own.
     assert sso_required_blocked_user_ids(workspace_id=cast.globex.pk, user_ids=[cast.dave.pk]) == frozenset()
 
@@ -126,7 +126,7 @@ def test_the_portal_lets_in_only_sessions_signed_in_through_the_idp(cast, oidc_i
     sign_in(sso, oidc_idp, "/accounts/oidc/acme-oidc/login/")
     assert sso.get(f"/w/{cast.acme.slug}/").status_code == 200
     # Bob now has an identity at the IdP, but a password session still does not do.
-    assert not sso_blocks(workspace=cast.acme, user=cast.bob)
+    assert cast.bob.pk not in blocked(cast.acme, cast.bob)
     assert password.get(f"/w/{cast.acme.slug}/").status_code == 403
     # Another workspace without the rule is unaffected.
     password.force_login(cast.dave)
