@@ -51,11 +51,12 @@ def installs(server: Server, *, days_ago: int, count: int) -> None:
 def test_an_install_counts_once_per_visitor_and_day():
     weather = make_server("weather")
     maps = make_server("maps")
-    assert install_record(server=weather, via="cursor", visitor_key="ip:203.0.113.7")
+    # Every day is given: the test must not depend on when it runs (it once ran across midnight).
+    assert install_record(server=weather, via="cursor", visitor_key="ip:203.0.113.7", day=TODAY)
     # Another client, the same visitor and day: a reload or a second button, not a second install.
-    assert not install_record(server=weather, via="vscode", visitor_key="ip:203.0.113.7")
-    assert install_record(server=maps, via="cursor", visitor_key="ip:203.0.113.7")
-    assert install_record(server=weather, via="cursor", visitor_key="ip:198.51.100.1")
+    assert not install_record(server=weather, via="vscode", visitor_key="ip:203.0.113.7", day=TODAY)
+    assert install_record(server=maps, via="cursor", visitor_key="ip:203.0.113.7", day=TODAY)
+    assert install_record(server=weather, via="cursor", visitor_key="ip:198.51.100.1", day=TODAY)
     tomorrow = TODAY + datetime.timedelta(days=1)
     assert install_record(server=weather, via="cursor", visitor_key="ip:203.0.113.7", day=tomorrow)
     assert Install.objects.filter(server=weather).count() == 3
