@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from apps.gateway.views import endpoint as gateway_endpoint
+from apps.gateway.views import outside_asgi as gateway_outside_asgi
 from apps.marketplace.registry_urls import workspace_urlpatterns as workspace_registry_urls
 
 # Staff sign in through allauth, so MFA and its rate limits apply to the admin too.
@@ -18,7 +18,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("mcpnest.api_urls")),
-    path("api/gw/<slug:slug>", gateway_endpoint, name="gateway"),
+    path("api/gw/<slug:slug>", gateway_outside_asgi, name="gateway"),
     path("v0.1/", include("apps.marketplace.registry_urls")),
     path("api/registry/<slug:workspace>/v0.1/", include(workspace_registry_urls)),
     path("tools/", include("apps.configtools.urls")),

@@ -1,16 +1,12 @@
-"""The gateway's ASGI handler: Django's own, without the portal's middleware.
+"""The gateway's ASGI application: ``/api/gw/<slug>`` served without Django's handler.
 
-The portal's middleware (sessions, CSRF, messages, allauth, WhiteNoise) is written for
-sync code; under ASGI each of them costs a hop to a worker thread on every request. The
-gateway authenticates every request by bearer token and uses none of it, so its requests
-go through a Django handler with an empty middleware chain: same URLconf, same async view,
-no thread hops.
-
-Nor does it send ``request_started``/``request_finished``. Django sends them through
-thread-sensitive ``sync_to_async`` inside a per-request ``ThreadSensitiveContext``: a new
-thread started and joined for every request. Their receivers reset and close the database
-connections of the request's thread, and the gateway never queries on that thread: its
-ORM work runs in pool threads that close their own connections (``runtime.state.db_job``).
+Gateway requests never enter Django's request cycle: no middleware (the portal's is
+written for sync code; under ASGI each costs a thread hop per request), no
+``request_started``/``request_finished`` signals (Django sends them in a per-request
+thread; their receivers tend the connections of a thread the gateway never queries on:
+its ORM work runs in pool threads that close their own, ``apps.gateway.host.db_job``), no
+``HttpRequest``/``HttpResponse`` (``apps.gateway.wire`` says why). The URLconf still names
+the route (``reverse("gateway")``); what Django itself would serve there is a 503.
 
 It also bounds what one process takes on: a body over ``MCPNEST_GATEWAY_MAX_BODY_BYTES``
 is refused with 413 before it is read (by its Content-Length, or as soon as a chunked body
@@ -24,17 +20,14 @@ import asyncio
 import contextlib
 import functools
 import io
+import re
 import sys
-import tempfile
 import time
 
 from django.conf import settings
-from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
 
 from apps.gateway import views
+from apps.gateway.wire import Request
 from relay.gateway import Gateway
 
 PATH_PREFIX = "/api/gw/"
@@ -103,17 +96,11 @@ def _refuse_large_bodies_in_daphne() -> None:
     def process_limited(self):
         if not getattr(self, "_mcpnest_too_large", False):
             return process(self)
-        response = views.body_too_large(settings.MCPNEST_GATEWAY_MAX_BODY_BYTES)
+        reply = views.body_too_large(settings.MCPNEST_GATEWAY_MAX_BODY_BYTES)
         self.request_start = time.time()
         self.client_addr = None
-        self.handle_reply(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [(b"Content-Type", b"application/json")],
-            }
-        )
-        self.handle_reply({"type": "http.response.body", "body": response.content})
+        self.handle_reply({"type": "http.response.start", "status": reply.status, "headers": reply.asgi_headers()})
+        self.handle_reply({"type": "http.response.body", "body": reply.body})
         return None
 
     request_class.gotLength = gotLength
@@ -129,39 +116,37 @@ class _TooLarge(Exception):
     pass
 
 
-class GatewayASGIHandler(ASGIHandler):
-    """Serves the gateway's requests with the process's ``Gateway`` in their scope
-    (``views.SCOPE_KEY``); starts it on the first request if no lifespan event did."""
+class _Disconnected(Exception):
+    pass
+
+
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # Django's <slug:…> converter, as the URLconf names the route
+
+
+class GatewayASGIHandler:
+    """Serves ``/api/gw/<slug>`` with the process's ``Gateway``; starts it on the first
+    request if no lifespan event did. Plain ASGI: see ``apps.gateway.wire`` for why."""
 
     def __init__(self, gateway: Gateway) -> None:
-        super().__init__()
         self.gateway = gateway
         self.in_flight = 0  # requests this process is working on
-
-    def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        get_response = self._get_response_async if is_async else self._get_response
-        self._middleware_chain = convert_exception_to_response(get_response)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"The gateway serves HTTP only, not {scope['type']}.")
-        await self.handle(scope, receive, send)
-
-    async def handle(self, scope, receive, send) -> None:
-        """ASGIHandler.handle without the signals (see the module docstring), with limits."""
         if not self.gateway.started:
             self.gateway.start()
-        scope[views.SCOPE_KEY] = self.gateway
         limit = settings.MCPNEST_GATEWAY_MAX_BODY_BYTES
-        length = dict(scope.get("headers") or ()).get(b"content-length")
+        length = None
+        for name, value in scope.get("headers") or ():
+            if name.lower() == b"content-length":
+                length = value
+                break
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await self.send_response(views.body_too_large(limit), send)
+            await views.body_too_large(limit).send(send)
             return
         if self.in_flight >= settings.MCPNEST_GATEWAY_MAX_IN_FLIGHT:
-            await self.send_response(views.overloaded(), send)
+            await views.overloaded().send(send)
             return
         self.in_flight += 1
         try:
@@ -169,51 +154,64 @@ class GatewayASGIHandler(ASGIHandler):
         finally:
             self.in_flight -= 1
 
-    async def _read_limited(self, receive, limit: int):
-        # Closed by the request when it is done, as Django's own read_body does.
-        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115
-        size = 0
+    @staticmethod
+    async def _read_limited(receive, limit: int) -> bytes:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):  # the usual case: the whole body at once
+            if len(body) > limit:
+                raise _TooLarge()
+            return body
+        parts, size = [body], len(body)
+        while True:
+            if size > limit:
+                raise _TooLarge()
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected()
+            chunk = message.get("body", b"")
+            parts.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                break
+        if size > limit:
+            raise _TooLarge()
+        return b"".join(parts)
+
+    @staticmethod
+    async def _listen_for_disconnect(receive) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                body_file.close()
-                raise RequestAborted()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                body_file.close()
-                raise _TooLarge()
-            body_file.write(chunk)
-            if not message.get("more_body", False):
-                break
-        body_file.seek(0)
-        return body_file
+                return
 
     async def _handle(self, scope, receive, send, limit) -> None:
         try:
-            body_file = await self._read_limited(receive, limit)
-        except RequestAborted:
+            body = await self._read_limited(receive, limit)
+        except _Disconnected:
             return
         except _TooLarge:
-            await self.send_response(views.body_too_large(limit), send)
+            await views.body_too_large(limit).send(send)
             return
-        set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
+        slug = scope["path"][len(PATH_PREFIX) :]
+        if not SLUG.fullmatch(slug):
+            await views.no_gateway(scope["path"]).send(send)
             return
+        request = Request.from_scope(scope, body)
+        gateway = self.gateway
 
         async def process_request() -> None:
-            response = await self.run_get_response(request)
+            reply = await views.endpoint(request, slug, gateway)
             with contextlib.suppress(asyncio.CancelledError):  # the client went away while we answered
-                await self.send_response(response, send)
+                await reply.send(send)
 
         # As Django does: a client that disconnects cancels the view (and its upstream call).
         # And when the server cancels us (daphne does, at shutdown), the view is cancelled and
         # awaited too, so the call's audit row is recorded before the process exits.
         tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(self._listen_for_disconnect(receive)),
             asyncio.create_task(process_request()),
         ]
         try:
@@ -221,9 +219,6 @@ class GatewayASGIHandler(ASGIHandler):
         finally:
             for task in tasks:
                 task.cancel()  # a no-op for the one that finished
-            try:
-                for task in tasks:
-                    with contextlib.suppress(RequestAborted, asyncio.CancelledError):
-                        await task
-            finally:
-                body_file.close()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -29,9 +29,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import HttpRequest, HttpResponse
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
@@ -42,7 +40,7 @@ from mcp.shared.inbound import (
 from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from apps.core.http import client_ip
+from apps.gateway.wire import Reply, Request
 from relay import engine
 from relay.config import WhenDatabaseDown
 from relay.engine import RATE_LIMITED, Caller, RpcError
@@ -53,7 +51,6 @@ from relay.spool import SpoolError
 
 logger = logging.getLogger(__name__)
 
-SCOPE_KEY = "mcpnest.gateway"  # where apps.gateway.asgi puts the process's Gateway
 UNAVAILABLE = -32002  # the gateway cannot serve right now (database down, audit spool full)
 SESSION_NOT_FOUND = -32001
 REQUEST_CANCELLED = -32800  # answered to a call the client cancelled (it ignores the answer)
@@ -64,13 +61,14 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "
 # --- responses ----------------------------------------------------------------------------
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
-    return HttpResponse(
-        json.dumps(body, separators=(",", ":")), status=status, content_type="application/json", headers=headers
-    )
+_json = Reply.json
 
 
-def _error(code: int, message: str, *, id: Any = None, status: int = 400, data: Any = None, headers=None):
+def _empty(status: int, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, headers=headers or {}, content_type=None)
+
+
+def _error(code: int, message: str, *, id: Any = None, status: int = 400, data: Any = None, headers=None) -> Reply:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
@@ -85,7 +83,7 @@ def _challenge(gateway: Gateway, slug: str, error: str = "") -> str:
     return f'{challenge}, error="{error}"' if error else challenge
 
 
-def _unauthorized(gateway: Gateway, slug: str, message: str, *, token_sent: bool = True) -> HttpResponse:
+def _unauthorized(gateway: Gateway, slug: str, message: str, *, token_sent: bool = True) -> Reply:
     return _error(
         -32001,
         message,
@@ -94,7 +92,7 @@ def _unauthorized(gateway: Gateway, slug: str, message: str, *, token_sent: bool
     )
 
 
-def _insufficient_scope(gateway: Gateway, slug: str) -> HttpResponse:
+def _insufficient_scope(gateway: Gateway, slug: str) -> Reply:
     scope = gateway.hooks.required_scope
     return _error(
         -32001,
@@ -115,27 +113,27 @@ def _origin(value: str) -> str:
     return value.strip().rstrip("/").lower()
 
 
-def _origin_allowed(request: HttpRequest) -> bool:
+def _origin_allowed(request: Request, host: str) -> bool:
     """DNS-rebinding defence: a browser Origin must be exactly one of ours (scheme, host and
     port): the gateway's own (its Host is already checked against ALLOWED_HOSTS) or one of
     CSRF_TRUSTED_ORIGINS."""
-    origin = request.headers.get("Origin")
+    origin = request.headers.get("origin")
     if not origin:
         return True
     origin = _origin(origin)
-    if origin == _origin(f"{request.scheme}://{request.get_host()}"):
+    if origin == _origin(f"{request.secure_scheme()}://{host}"):
         return True
     return origin in {_origin(trusted) for trusted in settings.CSRF_TRUSTED_ORIGINS}
 
 
-def _accepts(request: HttpRequest) -> tuple[bool, bool]:
-    accept = request.headers.get("Accept", "")
+def _accepts(request: Request) -> tuple[bool, bool]:
+    accept = request.headers.get("accept", "")
     wildcard = "*/*" in accept
     return wildcard or "application/json" in accept, wildcard or "text/event-stream" in accept
 
 
-def _is_modern(request: HttpRequest, body: dict[str, Any]) -> bool:
-    if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
+def _is_modern(request: Request, body: dict[str, Any]) -> bool:
+    if request.headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
         return True
     params = body.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
@@ -145,7 +143,7 @@ def _is_modern(request: HttpRequest, body: dict[str, Any]) -> bool:
 # --- the view -------------------------------------------------------------------------------
 
 
-def body_too_large(limit: int) -> HttpResponse:
+def body_too_large(limit: int) -> Reply:
     return _error(
         INVALID_REQUEST,
         f"Request body too large: the gateway takes at most {limit} bytes (MCPNEST_GATEWAY_MAX_BODY_BYTES).",
@@ -153,11 +151,15 @@ def body_too_large(limit: int) -> HttpResponse:
     )
 
 
-def overloaded() -> HttpResponse:
+def no_gateway(path: str) -> Reply:
+    return _error(INVALID_REQUEST, f"No gateway at {path}: gateway URLs are /api/gw/<workspace slug>.", status=404)
+
+
+def overloaded() -> Reply:
     return _unavailable("The gateway is at capacity; retry in a moment.", retry_after=1)
 
 
-def _rate_limited(limit: int, retry_after: int) -> HttpResponse:
+def _rate_limited(limit: int, retry_after: int) -> Reply:
     return _error(
         RATE_LIMITED,
         f"Rate limit exceeded: {limit} requests per minute per client. Retry in {retry_after} s.",
@@ -166,7 +168,7 @@ def _rate_limited(limit: int, retry_after: int) -> HttpResponse:
     )
 
 
-def _unavailable(message: str, *, retry_after: int = 5, id: Any = None) -> HttpResponse:
+def _unavailable(message: str, *, retry_after: int = 5, id: Any = None) -> Reply:
     return _error(UNAVAILABLE, message, id=id, status=503, headers={"Retry-After": str(retry_after)})
 
 
@@ -174,11 +176,14 @@ RETRY_SOON = {"Retry-After": "1"}
 DATABASE_DOWN = "The gateway's database is not answering; retry shortly."
 
 
-@csrf_exempt
-async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
-    gateway = getattr(request, "scope", {}).get(SCOPE_KEY)
-    if gateway is None:  # served by something other than mcpnest.asgi (a WSGI server)
-        return _unavailable("The gateway runs only under mcpnest.asgi (daphne).")
+def outside_asgi(request: HttpRequest, slug: str) -> Reply:
+    """What Django's own handler answers at ``/api/gw/<slug>`` (a WSGI server, the test
+    client): the gateway runs only in ``mcpnest.asgi``, which serves it itself."""
+    reply = _unavailable("The gateway runs only under mcpnest.asgi (an ASGI server such as uvicorn).")
+    return HttpResponse(reply.body, status=reply.status, headers=reply.headers, content_type=reply.content_type)
+
+
+async def endpoint(request: Request, slug: str, gateway: Gateway) -> Reply:
     try:
         return await _endpoint(request, slug, gateway)
     except asyncio.CancelledError:
@@ -192,21 +197,21 @@ async def endpoint(request: HttpRequest, slug: str) -> HttpResponse:
         return _error(INTERNAL_ERROR, "Internal error in the gateway; it has been logged.", status=500)
 
 
-async def _endpoint(request: HttpRequest, slug: str, gateway: Gateway) -> HttpResponse:
-    try:
-        request.get_host()
-    except DisallowedHost:
+async def _endpoint(request: Request, slug: str, gateway: Gateway) -> Reply:
+    host = request.host()
+    if host is None:
         return _error(INVALID_REQUEST, "Host not allowed.", status=400)
-    if not _origin_allowed(request):
+    if not _origin_allowed(request, host):
         return _error(INVALID_REQUEST, "Origin not allowed.", status=403)
     if request.method not in ("POST", "GET", "DELETE"):
-        return HttpResponse(status=405, headers={"Allow": "POST, GET, DELETE"})
+        return _empty(405, {"Allow": "POST, GET, DELETE"})
 
     # The rate limit comes before anything that may reach the database: a workspace this
     # process knows is limited per client by its own setting; anything else (an unknown or
     # not yet loaded slug) by the pre-authentication limit per client IP first.
-    ip = client_ip(request) or ""
-    session_key = ended_key(request.headers["Mcp-Session-Id"]) if "Mcp-Session-Id" in request.headers else None
+    ip = request.client_ip()
+    session_id = request.headers.get("mcp-session-id", "")
+    session_key = ended_key(session_id) if "mcp-session-id" in request.headers else None
     known, config = gateway.snapshots.cached_workspace(slug)
     if known and config is None:
         return _error(INVALID_REQUEST, f"No gateway at /api/gw/{slug}.", status=404)
@@ -228,13 +233,12 @@ async def _endpoint(request: HttpRequest, slug: str, gateway: Gateway) -> HttpRe
     if not gateway.snapshots.database_ok and gateway.settings.when_database_down is WhenDatabaseDown.REFUSE:
         return _unavailable(DATABASE_DOWN)
 
-    session_id = request.headers.get("Mcp-Session-Id", "")
-    if request.META.get("QUERY_STRING") and "access_token" in request.GET:
+    if request.query_has("access_token"):
         # RFC 6750 §2.3 tokens land in logs and histories: refused, not read (OAuth 2.1).
         return _error(
             INVALID_REQUEST, "Tokens in the query string are refused: send Authorization: Bearer <token>.", status=400
         )
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, raw = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return _unauthorized(
             gateway,
@@ -259,14 +263,14 @@ async def _endpoint(request: HttpRequest, slug: str, gateway: Gateway) -> HttpRe
     if request.method == "GET":
         return _get(request, gateway=gateway, config=config, token=token, ip=ip, session_ended=hit.session_ended)
     if request.method == "DELETE":
-        if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
-            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if request.headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
+            return _empty(405, {"Allow": "POST"})
         if not session_id:
             return _error(INVALID_REQUEST, "DELETE needs the Mcp-Session-Id header of the session to end.")
         if hit.session_ended or gateway.sessions.read(session_id, token.id) is None:
             return _error(SESSION_NOT_FOUND, "Session not found.", status=404)
         await gateway.shared.end_session(ended_key(session_id))
-        return HttpResponse(status=204)
+        return _empty(204)
     return await _post(
         request,
         gateway=gateway,
@@ -278,8 +282,8 @@ async def _endpoint(request: HttpRequest, slug: str, gateway: Gateway) -> HttpRe
     )
 
 
-async def _post(request, *, gateway, config, token, ip, session_id, session_ended) -> HttpResponse:
-    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+async def _post(request, *, gateway, config, token, ip, session_id, session_ended) -> Reply:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         return _error(INVALID_REQUEST, "Content-Type must be application/json.", status=415)
     wants_json, wants_sse = _accepts(request)
@@ -327,7 +331,7 @@ async def _post(request, *, gateway, config, token, ip, session_id, session_ende
     session = None if session_ended else gateway.sessions.read(session_id, token.id)
     if session is None:
         return _error(SESSION_NOT_FOUND, "Session not found: initialize a new session.", id=message_id, status=404)
-    version = request.headers.get("MCP-Protocol-Version") or DEFAULT_LEGACY_VERSION
+    version = request.headers.get("mcp-protocol-version") or DEFAULT_LEGACY_VERSION
     if version not in HANDSHAKE_PROTOCOL_VERSIONS:
         return _error(
             INVALID_REQUEST,
@@ -337,11 +341,11 @@ async def _post(request, *, gateway, config, token, ip, session_id, session_ende
     caller = _legacy_caller(session, config=config, token=token, ip=ip, version=version)
     if not has_id:  # notifications (initialized, cancelled, progress, …)
         await gateway.engine.client_notification(caller=caller, notification=body)
-        return HttpResponse(status=202)
+        return _empty(202)
     if is_reply:
         # The client's answer to a request an upstream sent it through us (sampling, elicitation).
         if await gateway.engine.route_reply(caller=caller, reply=body):
-            return HttpResponse(status=202)
+            return _empty(202)
         return _error(INVALID_REQUEST, f"No request of this gateway has the id {message_id!r}.", id=message_id)
     return await _answer(gateway, caller, body, wants_sse=wants_sse)
 
@@ -365,13 +369,13 @@ def _legacy_caller(session: dict[str, Any], *, config, token, ip: str, version: 
 KEEP_ALIVE_SECONDS = 15.0
 
 
-def _get(request, *, gateway, config, token, ip, session_ended) -> HttpResponse:
+def _get(request, *, gateway, config, token, ip, session_ended) -> Reply:
     """A 2025-era session's standalone stream: resource updates and list changes."""
-    if request.headers.get("MCP-Protocol-Version") in MODERN_PROTOCOL_VERSIONS:
-        return HttpResponse(status=405, headers={"Allow": "POST"})
+    if request.headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
+        return _empty(405, {"Allow": "POST"})
     if not _accepts(request)[1]:
         return _error(INVALID_REQUEST, "Accept must list text/event-stream.", status=406)
-    session_id = request.headers.get("Mcp-Session-Id", "")
+    session_id = request.headers.get("mcp-session-id", "")
     if not session_id:
         return _error(INVALID_REQUEST, "GET needs the Mcp-Session-Id header of an initialized session.")
     session = None if session_ended else gateway.sessions.read(session_id, token.id)
@@ -395,22 +399,24 @@ def _get(request, *, gateway, config, token, ip, session_ended) -> HttpResponse:
         finally:
             streams.close(session_key, queue)
 
-    return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
+    return Reply(stream=stream(), content_type="text/event-stream", headers=dict(SSE_HEADERS))
 
 
-async def _post_modern(request, body, *, gateway, config, token, ip, wants_sse) -> HttpResponse:
+async def _post_modern(request, body, *, gateway, config, token, ip, wants_sse) -> Reply:
     message_id = body.get("id")
     if "id" not in body:
-        rejection = unsupported_protocol_version_rejection(request.headers.get("MCP-Protocol-Version", ""))
+        rejection = unsupported_protocol_version_rejection(request.headers.get("mcp-protocol-version", ""))
         if rejection is not None:
             return _rejection(rejection, None)
-        return HttpResponse(status=202)
-    duplicated = find_duplicated_routing_header((k.lower(), v) for k, v in _raw_headers(request))
+        return _empty(202)
+    duplicated = find_duplicated_routing_header(
+        (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.raw_headers
+    )
     if duplicated is not None:
         return _rejection(
             InboundLadderRejection(code=-32020, message=f"{duplicated} header appears more than once"), message_id
         )
-    verdict = classify_inbound_request(body, headers={k.lower(): v for k, v in request.headers.items()})
+    verdict = classify_inbound_request(body, headers=request.headers)
     if isinstance(verdict, InboundLadderRejection):
         return _rejection(verdict, message_id)
     client = verdict.client_info if isinstance(verdict.client_info, dict) else {}
@@ -428,7 +434,7 @@ async def _post_modern(request, body, *, gateway, config, token, ip, wants_sse) 
     return await _answer(gateway, caller, body, wants_sse=wants_sse)
 
 
-async def _listen(gateway: Gateway, caller: Caller, body: dict[str, Any]) -> HttpResponse:
+async def _listen(gateway: Gateway, caller: Caller, body: dict[str, Any]) -> Reply:
     """A 2026-07-28 client's subscriptions/listen: its response is the stream of the list
     changes and resource updates it asked for, acknowledged first."""
     try:
@@ -450,16 +456,10 @@ async def _listen(gateway: Gateway, caller: Caller, body: dict[str, Any]) -> Htt
         finally:
             gateway.engine.streams.stop_listening(listener)
 
-    return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
+    return Reply(stream=stream(), content_type="text/event-stream", headers=dict(SSE_HEADERS))
 
 
-def _raw_headers(request: HttpRequest):
-    for key, value in request.META.items():
-        if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-"), value
-
-
-def _rejection(rejection: InboundLadderRejection, message_id: Any) -> HttpResponse:
+def _rejection(rejection: InboundLadderRejection, message_id: Any) -> Reply:
     status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
     return _error(rejection.code, rejection.message, id=message_id, status=status, data=rejection.data)
 
@@ -479,7 +479,7 @@ def _reply(caller: Caller, message_id: Any, outcome: dict[str, Any] | RpcError) 
     return {"jsonrpc": "2.0", "id": message_id, "result": outcome}, 200
 
 
-async def _answer(gateway: Gateway, caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> HttpResponse:
+async def _answer(gateway: Gateway, caller: Caller, body: dict[str, Any], *, wants_sse: bool) -> Reply:
     """JSON when the answer comes without notifications; SSE as soon as upstream streams one."""
     message_id = body.get("id")
     if body["method"] in engine.RECORDED_METHODS and not gateway.recorder.has_room():
@@ -491,7 +491,7 @@ async def _answer(gateway: Gateway, caller: Caller, body: dict[str, Any], *, wan
         outcome = await _run(gateway, caller, body, None)
         if isinstance(outcome, engine.Encoded):  # encoded once, sent as it is
             head = b'{"jsonrpc":"2.0","id":' + json.dumps(message_id).encode() + b',"result":'
-            return HttpResponse(head + outcome.json + b"}", content_type="application/json")
+            return Reply(body=head + outcome.json + b"}")
         reply, status = _reply(caller, message_id, outcome)
         return _json(reply, status=status, headers=RETRY_SOON if status == 503 else None)
 
@@ -537,7 +537,7 @@ async def _answer(gateway: Gateway, caller: Caller, body: dict[str, Any], *, wan
             if not task.done():
                 task.cancel()  # the client went away: stop the upstream call
 
-    return StreamingHttpResponse(stream(), content_type="text/event-stream", headers=SSE_HEADERS)
+    return Reply(stream=stream(), content_type="text/event-stream", headers=dict(SSE_HEADERS))
 
 
 async def _run(gateway: Gateway, caller: Caller, body: dict[str, Any], notify) -> dict[str, Any] | RpcError:
