@@ -4,8 +4,15 @@ Every tool call crosses this client once, so its cost is the gateway's cost. htt
 default transport (httpcore2 over anyio and h11) spends about 0.5 ms of CPU per request in
 general-purpose machinery; this one about 0.1 ms: asyncio streams, one write per request,
 a keep-alive pool per origin, bodies framed by Content-Length, chunked encoding or the
-connection's end. Everything above it is still httpx2 (timeouts, headers, ``Response``,
-``EventSource``, exceptions).
+connection's end. Under an ``httpx2.AsyncClient`` (``handle_async_request``) everything above
+it is still httpx2 (timeouts, headers, ``Response``, ``EventSource``, exceptions).
+
+The gateway's own POSTs skip even that: ``UpstreamTransport.exchange`` takes a whole request
+as bytes (its head encoded once per upstream by the caller, see ``header_lines``) and hands
+back an ``Exchange``: the status, the raw header fields and the body to iterate, with no
+``httpx2.Request``, ``Response`` or ``Headers`` built per call. Both entry points share the
+pool, the in-flight bound, the timeouts, the parser and the errors (httpx2's exception types,
+without a ``request`` on the fast path). ``origin`` says whether a URL may take the fast path.
 
 Proxies: an ``httpx2.AsyncClient`` given a ``transport=`` ignores ``HTTP_PROXY`` and the
 like, so this transport reads them itself. When it is built (not per request) it takes
@@ -48,6 +55,25 @@ _HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*(" + _FIELD_VAL
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[01]) ([0-9]{3})(?: ((?:[ \t]|[^\x00\s])*))?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})[ \t]*(?:;[^\r\n]*)?\r\n")  # extensions ignored
 _LENGTH = re.compile(rb"[0-9]{1,20}")
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_BREAKS_FRAMING = re.compile(rb"[\r\n\x00]")
+
+Origin = tuple[str, str, int]  # scheme, host, port: what a pooled connection is for
+
+
+def header_lines(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """Request header fields as lines of a request head. A name that is not a token, or a value
+    with CR, LF or NUL, raises ``httpx2.LocalProtocolError`` (h11 refuses them too): written as
+    they are, they would end the head early or add fields of the sender's choosing (a tool name,
+    which a caller supplies, goes out in ``Mcp-Name``)."""
+    for name, value in fields:
+        if not _TOKEN.fullmatch(name) or _BREAKS_FRAMING.search(value):
+            raise httpx2.LocalProtocolError(f"invalid request header {name[:100]!r}")
+    return b"".join([b"%s: %s\r\n" % field for field in fields])
+
+
+def _origin(url: httpx2.URL) -> Origin:
+    return (url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
 
 
 class _Connection:
@@ -97,7 +123,7 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         self._verify = verify
         self._ssl_context: ssl.SSLContext | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
         # (pattern, its proxy's transport or None for "not proxied"), most specific first,
         # exactly as httpx2.AsyncClient mounts them when it builds its own transports.
@@ -121,6 +147,23 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
                 return transport
         return None
 
+    def origin(self, url: httpx2.URL) -> Origin | None:
+        """Where ``exchange`` sends requests for ``url``; None when it cannot (a proxy carries
+        them, or the scheme is not HTTP): those go through ``handle_async_request``. Settled
+        once per URL: the proxy settings are fixed when the transport is built."""
+        if url.scheme not in ("http", "https") or (self._proxy_routes and self._proxy_for(url) is not None):
+            return None
+        return _origin(url)
+
+    async def exchange(self, origin: Origin, request: bytes, timeout: float | None) -> Exchange:
+        """Send ``request`` (a whole non-HEAD request: request line, header lines, blank line,
+        body framed by its Content-Length) to ``origin`` (from ``origin(url)``) and return the
+        response once its head is in. ``timeout`` bounds the wait for a free slot (capped by
+        ``pool_timeout``), the connect, the send, and each read. The caller reads the body
+        (iterating the ``Exchange``) and must ``aclose()`` it: that frees the slot and hands a
+        fully read keep-alive connection back to the pool."""
+        return await self._exchange(origin, request, timeout, timeout, timeout, timeout, False, None)
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeouts = request.extensions.get("timeout", {})
         url = request.url
@@ -128,43 +171,61 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
             raise httpx2.ConnectError(f"unsupported URL scheme {url.scheme!r}", request=request)
         if self._proxy_routes and (proxied := self._proxy_for(url)) is not None:
             return await self._via_proxy(proxied, request, timeouts)
-        origin = (url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
         body = b"".join([part async for part in request.stream])
         if request.headers.get("transfer-encoding", "").lower() == "chunked":
             body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
-        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)]
-        head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
-        head.append(b"\r\n")
+        try:
+            lines = header_lines(request.headers.raw)
+        except httpx2.LocalProtocolError as exc:
+            exc.request = request
+            raise
+        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (request.method.encode("ascii"), url.raw_path, lines)
+        exchange = await self._exchange(
+            _origin(url),
+            head + body,
+            timeouts.get("pool"),
+            timeouts.get("connect"),
+            timeouts.get("write"),
+            timeouts.get("read"),
+            request.method == "HEAD",
+            request,
+        )
+        return exchange.response()
 
-        await self._acquire(request, timeouts)
+    async def _exchange(
+        self,
+        origin: Origin,
+        data: bytes,
+        pool: float | None,
+        connect: float | None,
+        write: float | None,
+        read: float | None,
+        head: bool,
+        request: httpx2.Request | None,
+    ) -> Exchange:
+        await self._acquire(pool, request)
         assert self._slots is not None
         connection = None
         try:
-            connection = self._checkout(origin) or await self._connect(origin, timeouts.get("connect"), request)
-            connection.writer.write(b"".join(head) + body)
+            connection = self._checkout(origin) or await self._connect(origin, connect, request)
+            connection.writer.write(data)
             if connection.writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
                 try:
-                    async with asyncio.timeout(timeouts.get("write")):
+                    async with asyncio.timeout(write):
                         await connection.writer.drain()
                 except TimeoutError:
                     raise httpx2.WriteTimeout("timed out sending the request", request=request) from None
                 except OSError as exc:
                     raise httpx2.WriteError(str(exc) or type(exc).__name__, request=request) from None
-            status, reason, version, headers = await _read_head(connection.reader, timeouts.get("read"), request)
+            status, reason, version, headers = await _read_head(connection.reader, read, request)
             while 100 <= status < 200 and status != 101:  # interim responses (103 Early Hints…)
-                status, reason, version, headers = await _read_head(connection.reader, timeouts.get("read"), request)
-            stream = _Body(self, origin, connection, request, status, version, headers, timeouts.get("read"))
+                status, reason, version, headers = await _read_head(connection.reader, read, request)
+            return Exchange(self, origin, connection, request, status, reason, version, headers, read, head)
         except BaseException:
             if connection is not None:
                 connection.close()
             self._slots.release()
             raise
-        return httpx2.Response(
-            status,
-            headers=headers,
-            stream=stream,
-            extensions={"http_version": version, "reason_phrase": reason},
-        )
 
     async def aclose(self) -> None:
         self._closed = True
@@ -177,11 +238,10 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
 
     # --- the pool ------------------------------------------------------------------------
 
-    async def _acquire(self, request: httpx2.Request, timeouts: dict[str, float | None]) -> None:
+    async def _acquire(self, wait: float | None, request: httpx2.Request | None) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._max_connections)
         if self._slots.locked():
-            wait = timeouts.get("pool")
             if self._pool_timeout is not None and (wait is None or wait > self._pool_timeout):
                 wait = self._pool_timeout
             try:
@@ -197,7 +257,7 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
     async def _via_proxy(
         self, transport: httpx2.AsyncHTTPTransport, request: httpx2.Request, timeouts: dict[str, float | None]
     ) -> httpx2.Response:
-        await self._acquire(request, timeouts)
+        await self._acquire(timeouts.get("pool"), request)
         try:
             response = await transport.handle_async_request(request)
         except BaseException:
@@ -206,7 +266,7 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         response.stream = _Releasing(response.stream, self)
         return response
 
-    def _checkout(self, origin: tuple[str, str, int]) -> _Connection | None:
+    def _checkout(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:
@@ -216,7 +276,7 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
             connection.close()
         return None
 
-    def _checkin(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+    def _checkin(self, origin: Origin, connection: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])
         now = time.monotonic()
         while idle and not idle[0].reusable(now, self._expiry):
@@ -231,9 +291,7 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         assert self._slots is not None
         self._slots.release()
 
-    async def _connect(
-        self, origin: tuple[str, str, int], timeout: float | None, request: httpx2.Request
-    ) -> _Connection:
+    async def _connect(self, origin: Origin, timeout: float | None, request: httpx2.Request | None) -> _Connection:
         scheme, host, port = origin
         context = None
         if scheme == "https":
@@ -275,7 +333,7 @@ class _Releasing(httpx2.AsyncByteStream):
             self._transport._release()
 
 
-def _header_fields(lines: list[bytes], request: httpx2.Request) -> list[tuple[bytes, bytes]]:
+def _header_fields(lines: list[bytes], request: httpx2.Request | None) -> list[tuple[bytes, bytes]]:
     fields = []
     for line in lines:
         match = _HEADER_LINE.fullmatch(line)
@@ -286,7 +344,7 @@ def _header_fields(lines: list[bytes], request: httpx2.Request) -> list[tuple[by
 
 
 async def _read_head(
-    reader: asyncio.StreamReader, timeout: float | None, request: httpx2.Request
+    reader: asyncio.StreamReader, timeout: float | None, request: httpx2.Request | None
 ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
     try:
         async with asyncio.timeout(timeout):
@@ -306,20 +364,29 @@ async def _read_head(
     return int(status[2]), status[3] or b"", status[1], _header_fields(lines[1:], request)
 
 
-class _Body(httpx2.AsyncByteStream):
-    """The response body, framed per RFC 9112 §6.3; hands the connection back once read."""
+class Exchange(httpx2.AsyncByteStream):
+    """A response whose head is read: ``status``, ``reason``, ``version`` and the raw header
+    ``headers`` as received; iterating it yields the body, framed per RFC 9112 §6.3 (not
+    decoded: a Content-Encoding is the caller's). Closing it hands the connection back once
+    the body is read, or closes it, and frees the in-flight slot."""
 
     def __init__(
         self,
         transport: UpstreamTransport,
-        origin: tuple[str, str, int],
+        origin: Origin,
         connection: _Connection,
-        request: httpx2.Request,
+        request: httpx2.Request | None,
         status: int,
+        reason: bytes,
         version: bytes,
         headers: list[tuple[bytes, bytes]],
         timeout: float | None,
+        head: bool,
     ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
         self._transport = transport
         self._origin = origin
         self._connection = connection
@@ -327,7 +394,7 @@ class _Body(httpx2.AsyncByteStream):
         self._timeout = timeout
         self._closed = False
         self._chunked = False
-        self._length: int | None = None
+        self.length: int | None = None  # of the body, when the response says (Content-Length)
         connection_tokens: set[bytes] = set()
         lengths: set[bytes] = set()
         for name, value in headers:
@@ -343,17 +410,27 @@ class _Body(httpx2.AsyncByteStream):
                 connection_tokens.update(token.strip().lower() for token in value.split(b","))
         if lengths and (len(lengths) > 1 or not _LENGTH.fullmatch(next(iter(lengths)))):
             raise httpx2.RemoteProtocolError("invalid Content-Length", request=request)
-        if request.method == "HEAD" or status in (204, 304):
-            self._length = 0
+        if head or status in (204, 304):
+            self.length = 0
         elif not self._chunked and lengths:
-            self._length = int(next(iter(lengths)))
+            self.length = int(next(iter(lengths)))
         # Without a length the body ends when the server closes: nothing to reuse then.
-        framed = self._chunked or self._length is not None
+        framed = self._chunked or self.length is not None
         if version == b"HTTP/1.1":
             self._keep_alive = framed and b"close" not in connection_tokens
         else:
             self._keep_alive = framed and b"keep-alive" in connection_tokens
-        self._complete = self._length == 0
+        self._complete = self.length == 0
+
+    def response(self, request: httpx2.Request | None = None) -> httpx2.Response:
+        """This exchange as an ``httpx2.Response`` streaming its body (decoded as httpx2 decodes)."""
+        return httpx2.Response(
+            self.status,
+            headers=self.headers,
+            stream=self,
+            request=request,
+            extensions={"http_version": self.version, "reason_phrase": self.reason},
+        )
 
     async def _read(self, read: Callable[..., Awaitable[bytes]], *args: Any) -> bytes:
         try:
@@ -395,8 +472,8 @@ class _Body(httpx2.AsyncByteStream):
                     yield data
                 if await self._read(reader.readexactly, 2) != b"\r\n":
                     raise httpx2.RemoteProtocolError("malformed chunk end", request=self._request)
-        elif self._length is not None:
-            remaining = self._length
+        elif self.length is not None:
+            remaining = self.length
             while remaining:
                 data = await self._read(reader.read, min(remaining, READ_SIZE))
                 if not data:

@@ -4,6 +4,7 @@ without shared state, and nobody else learns from it which token opened it."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -21,6 +22,7 @@ RECHECK = 60.0
 MAX_VERIFIED = 10_000
 
 
+@functools.lru_cache(maxsize=4096)  # a client sends its session id with every request
 def ended_key(session_id: str) -> str:
     """The shared-state key that says a session was ended (DELETE)."""
     return "gw:sess:end:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]

@@ -20,6 +20,7 @@ is closed) are all refusals that name the upstream, never an exception of anothe
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import itertools
 import json
@@ -27,9 +28,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx2
+from httpx2._models import _is_known_encoding, _parse_content_type_charset
+from httpx2._sse import ServerSentEvent, _SSEParser
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
@@ -38,7 +42,7 @@ from mcp_types import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
 from relay.config import Era, Settings, UpstreamConfig
-from relay.http1 import UpstreamTransport
+from relay.http1 import Exchange, Origin, UpstreamTransport, header_lines
 from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
 from relay.protocol import RELAYED_CLIENT_CAPABILITIES, json_kind
 
@@ -58,6 +62,9 @@ MAX_RELAYED = 1000  # ids of requests relayed to the client, remembered per upst
 
 UPSTREAM_ERROR = -32000  # the gateway's JSON-RPC code for "the upstream failed"
 INT32 = range(-(2**31), 2**31)  # JSON-RPC codes are integers; clients hold them in 32 bits
+# The gateway's own protocol headers, set per call (``Upstream._call_headers``): a configured
+# header of one of these names is not sent beside them.
+PER_CALL_HEADERS = frozenset({b"mcp-protocol-version", b"mcp-session-id", b"mcp-method", b"mcp-name"})
 
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
 # Called with a request the upstream sends while answering a call (sampling, elicitation,
@@ -171,13 +178,51 @@ def _json_object(text: str | bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def _read_capped(response: httpx2.Response, limit: int, slug: str) -> bytes:
-    """The whole body, refused (and left unread, so its connection is closed) past ``limit``."""
-    length = response.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+def _field(fields: list[tuple[bytes, bytes]], name: bytes) -> str:
+    """A response header's value ("" when absent; repeated fields joined by ", ", as httpx2 does)."""
+    return b", ".join([value for key, value in fields if key.lower() == name]).decode("latin-1")
+
+
+def _content_type(fields: list[tuple[bytes, bytes]]) -> str:
+    return _field(fields, b"content-type").split(";")[0].strip().lower()
+
+
+def _text_encoding(content_type: str) -> str:
+    """How httpx2 decodes a body of this Content-Type as text: its known charset, else UTF-8."""
+    if ";" not in content_type:
+        return "utf-8"  # no charset parameter (the usual case): nothing to parse
+    charset = _parse_content_type_charset(content_type)
+    return charset if charset and _is_known_encoding(charset) else "utf-8"
+
+
+async def _events(body: Exchange, limit: int, encoding: str) -> AsyncIterator[ServerSentEvent]:
+    """The events of an event stream's body: ``httpx2.EventSource`` without an
+    ``httpx2.Response`` around the body (its parser and its text decoding, step by step)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    parser = _SSEParser(limit)
+    async for chunk in body:
+        if text := decoder.decode(chunk):
+            for event in parser.decode(text):
+                yield event
+    if text := decoder.decode(b"", True):
+        for event in parser.decode(text):
+            yield event
+    for event in parser.flush():
+        yield event
+
+
+async def _read_capped(response: httpx2.Response | Exchange, limit: int, slug: str) -> bytes:
+    """The whole body, refused (and left unread, so its connection is closed) past ``limit``.
+    An ``Exchange`` is one without a Content-Encoding (``Upstream._open``): its bytes are the body."""
+    if isinstance(response, Exchange):
+        length, body = response.length, aiter(response)
+    else:
+        text = response.headers.get("content-length", "")
+        length, body = int(text) if text.isdigit() else None, response.aiter_bytes()
+    if length is not None and length > limit:
         raise _too_large(slug, limit)
     chunks, size = [], 0
-    async for chunk in response.aiter_bytes():  # decoded: a compressed body counts as it expands
+    async for chunk in body:  # decoded: a compressed body counts as it expands
         size += len(chunk)
         if size > limit:
             raise _too_large(slug, limit)
@@ -195,6 +240,7 @@ class UpstreamPool:
         self.settings = settings
         self.limits = CallLimits()
         self._client: httpx2.AsyncClient | None = None
+        self.transport: UpstreamTransport | None = None  # the client's
         self._sessions: dict[tuple, Upstream] = {}
         self._twins: OrderedDict[tuple, Upstream] = OrderedDict()  # per 2025-era client session, bounded
 
@@ -208,13 +254,18 @@ class UpstreamPool:
     def client(self) -> httpx2.AsyncClient:
         if self._client is None or self._client.is_closed:
             limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100, keepalive_expiry=60)
+            # httpx2's default transport costs ~0.5 ms of CPU a call; see relay.http1.
+            # Waiting for a free connection is bounded like waiting for a tenant's slot.
+            self.transport = UpstreamTransport(limits=limits, pool_timeout=self.settings.queue_seconds)
             self._client = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(30.0, connect=5.0),
                 limits=limits,
-                # httpx2's default transport costs ~0.5 ms of CPU a call; see relay.http1.
-                # Waiting for a free connection is bounded like waiting for a tenant's slot.
-                transport=UpstreamTransport(limits=limits, pool_timeout=self.settings.queue_seconds),
+                transport=self.transport,
                 follow_redirects=False,
+                # No cookies: the pool serves every tenant, so a cookie one tenant's upstream
+                # set would ride on another tenant's calls to the same host. MCP needs none
+                # (sessions are Mcp-Session-Id headers).
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
         return self._client
 
@@ -266,7 +317,7 @@ class UpstreamPool:
             self._client = None
 
 
-async def _finish_stream(events: AsyncIterator, response: httpx2.Response) -> None:
+async def _finish_stream(events: AsyncIterator, response: httpx2.Response | Exchange) -> None:
     """Read what is left of a call's event stream once its answer is in: a server closes it
     right after the answer (the spec's SHOULD), and a stream read to its end leaves the
     connection open for the next call. One the server keeps open past ``STREAM_LINGER`` is
@@ -279,6 +330,17 @@ async def _finish_stream(events: AsyncIterator, response: httpx2.Response) -> No
         pass
     finally:
         await response.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """What every POST of one ``Upstream`` to its URL shares, worked out once per client."""
+
+    client: httpx2.AsyncClient
+    transport: UpstreamTransport
+    origin: Origin | None  # None: the URL takes httpx2's path (a proxy carries it)
+    head: bytes  # the request line and the header lines that never change (Host, User-Agent, …)
+    request: httpx2.Request  # stands for the calls in the httpx2.Responses built around them
 
 
 @dataclass
@@ -304,6 +366,7 @@ class Upstream:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _answering: set = field(default_factory=set)
     _relayed: OrderedDict = field(default_factory=OrderedDict)  # our request id -> the client's
+    _wire: _Wire | None = field(default=None, repr=False)
 
     # --- wire ---------------------------------------------------------------
 
@@ -336,34 +399,94 @@ class Upstream:
             status=BUSY_STATUS,
         )
 
-    def _headers(self, method: str | None, params: dict | None) -> dict[str, str]:
+    def _base_headers(self) -> dict[str, str]:
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         headers.update(self.config.headers)
-        if self.era is Era.MODERN:
-            headers["mcp-protocol-version"] = self.protocol_version
-            if method:
-                headers["mcp-method"] = method
-                name_key = NAME_BEARING.get(method)
-                if name_key and params and isinstance(params.get(name_key), str):
-                    headers["mcp-name"] = params[name_key]
-        elif self.era is Era.LEGACY:
-            headers["mcp-protocol-version"] = self.protocol_version
-            if self.session_id:
-                headers["mcp-session-id"] = self.session_id
         return headers
 
+    def _call_headers(self, method: str | None, params: dict | None) -> list[tuple[str, str]]:
+        """The headers of one message that follow from the era (``PER_CALL_HEADERS``)."""
+        if self.era is Era.MODERN:
+            headers = [("mcp-protocol-version", self.protocol_version)]
+            if method:
+                headers.append(("mcp-method", method))
+                name_key = NAME_BEARING.get(method)
+                if name_key and params and isinstance(params.get(name_key), str):
+                    headers.append(("mcp-name", params[name_key]))
+            return headers
+        if self.era is Era.LEGACY:
+            headers = [("mcp-protocol-version", self.protocol_version)]
+            if self.session_id:
+                headers.append(("mcp-session-id", self.session_id))
+            return headers
+        return []
+
+    def _headers(self, method: str | None, params: dict | None) -> dict[str, str]:
+        return {**self._base_headers(), **dict(self._call_headers(method, params))}
+
+    def _unreachable(self, exc: httpx2.HTTPError) -> UpstreamError:
+        """A failure to send a request (or to get its response's head), worded for the caller."""
+        if isinstance(exc, httpx2.PoolTimeout):
+            return self._pool_busy(exc)
+        if isinstance(exc, httpx2.TimeoutException):
+            return self._timed_out()
+        return self._fail(f"is unreachable ({type(exc).__name__})")
+
     async def _send(self, method: str, url: httpx2.URL, **options: Any) -> httpx2.Response:
-        """Send one request and return the streaming response; transport failures become
-        UpstreamErrors that name this upstream."""
+        """Send one request through the httpx2 client and return the streaming response;
+        transport failures become UpstreamErrors that name this upstream."""
         client = self.pool.client
         try:
             return await client.send(client.build_request(method, url, **options), stream=True)
-        except httpx2.PoolTimeout as exc:
-            raise self._pool_busy(exc) from None
-        except httpx2.TimeoutException:
-            raise self._timed_out() from None
         except httpx2.HTTPError as exc:
-            raise self._fail(f"is unreachable ({type(exc).__name__})") from None
+            raise self._unreachable(exc) from None
+
+    def _wire_for(self, client: httpx2.AsyncClient) -> _Wire:
+        transport = self.pool.transport
+        assert transport is not None
+        # The static headers as httpx2 would send them (the client's defaults merged with
+        # ours, Host from the URL), taken from a request built once.
+        headers = httpx2.Headers(client.headers)
+        headers.update(self._base_headers())
+        request = httpx2.Request("POST", self._url, headers=headers)
+        origin = transport.origin(self._url)
+        if any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers.raw):
+            origin = None  # configured framing headers: left to httpx2's rules for them
+        head = b""
+        if origin is not None:
+            fields = [
+                (name, value)
+                for name, value in request.headers.raw
+                if name.lower() != b"content-length" and name.lower() not in PER_CALL_HEADERS
+            ]
+            head = b"POST %s HTTP/1.1\r\n%s" % (self._url.raw_path, header_lines(fields))
+        return _Wire(client, transport, origin, head, request)
+
+    async def _open(self, body: bytes, headers: list[tuple[str, str]], timeout: float) -> httpx2.Response | Exchange:
+        """POST ``body`` (one JSON-RPC message, with the per-call ``headers``) to the upstream's
+        URL and return the response once its head is in. The common case (no proxy,
+        no Content-Encoding) is an ``Exchange`` of the transport, with no httpx2 object built
+        per call; anything else an ``httpx2.Response``, as httpx2 sends and decodes it. Transport
+        failures become UpstreamErrors that name this upstream."""
+        client = self.pool.client
+        wire = self._wire
+        try:
+            if wire is None or wire.client is not client:
+                wire = self._wire = self._wire_for(client)
+            if wire.origin is None:
+                # httpx2's path: what it does per request (a proxy) applies.
+                return await self._send(
+                    "POST", self._url, content=body, headers={**self._base_headers(), **dict(headers)}, timeout=timeout
+                )
+            lines = header_lines([(name.encode("ascii"), value.encode("ascii")) for name, value in headers])
+            request = b"%s%sContent-Length: %d\r\n\r\n%s" % (wire.head, lines, len(body), body)
+            exchange = await wire.transport.exchange(wire.origin, request, timeout)
+        except httpx2.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        for name, _ in exchange.headers:
+            if name.lower() == b"content-encoding":
+                return exchange.response(wire.request)  # rare: httpx2 decodes the body
+        return exchange
 
     async def _post(
         self,
@@ -372,22 +495,27 @@ class Upstream:
         timeout: float,
         notify: Notify | None = None,
         on_request: OnRequest | None = None,
-    ) -> tuple[int, dict[str, Any] | None, httpx2.Headers]:
-        """POST one message; return (HTTP status, the JSON-RPC reply or None, headers)."""
-        response = await self._send(
-            "POST",
-            self._url,
-            content=json.dumps(message, separators=(",", ":")),
-            headers=self._headers(message.get("method"), message.get("params")),
-            timeout=timeout,
+    ) -> tuple[int, dict[str, Any] | None, list[tuple[bytes, bytes]]]:
+        """POST one message; return (HTTP status, the JSON-RPC reply or None, header fields)."""
+        response = await self._open(
+            json.dumps(message, separators=(",", ":")).encode(),
+            self._call_headers(message.get("method"), message.get("params")),
+            timeout,
         )
         limit = self.pool.settings.max_response_bytes
         try:
-            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if isinstance(response, Exchange):
+                status, fields = response.status, response.headers
+            else:
+                status, fields = response.status_code, response.headers.raw
+            content_type = _content_type(fields)
             if content_type == "text/event-stream":
                 reply = None
                 received = 0  # the data of every event of this call, replies and notifications alike
-                events = aiter(httpx2.EventSource(response, max_event_size=limit))
+                if isinstance(response, Exchange):
+                    events = aiter(_events(response, limit, _text_encoding(_field(fields, b"content-type"))))
+                else:
+                    events = aiter(httpx2.EventSource(response, max_event_size=limit))
                 async for event in events:
                     text = event.data
                     if not text:
@@ -406,21 +534,20 @@ class Upstream:
                         await self._server_request(data, on_request)
                     elif notify is not None and "method" in data:
                         await notify(self.outgoing(data))
-                if reply is None and "id" in message and response.status_code < 300:
-                    raise self._fail(f"ended its event stream without answering (HTTP {response.status_code})")
-                status, headers = response.status_code, response.headers
+                if reply is None and "id" in message and status < 300:
+                    raise self._fail(f"ended its event stream without answering (HTTP {status})")
                 if reply is not None:
                     # The rest of the stream is read after the answer goes out, not before.
                     self._in_background(_finish_stream(events, response))
                     response = None
-                return status, reply, headers
+                return status, reply, fields
             raw = await _read_capped(response, limit, self.config.slug)
             if content_type == "application/json" and raw:
                 data = _json_object(raw)
-                if data is None and "id" in message and response.status_code < 300:
+                if data is None and "id" in message and status < 300:
                     raise self._fail("sent a body that is not a JSON-RPC message (invalid JSON, or not an object)")
-                return response.status_code, data, response.headers
-            return response.status_code, None, response.headers
+                return status, data, fields
+            return status, None, fields
         except httpx2.SSEError:  # one event over the limit (the only SSEError once the type is checked)
             raise _too_large(self.config.slug, limit) from None
         except httpx2.TimeoutException:
@@ -499,20 +626,12 @@ class Upstream:
             except UpstreamError as exc:
                 logger.warning("a message to upstream %s was not delivered: %s", self.config.slug, exc)
             return
-        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-        headers.update(self.config.headers)
-        headers["mcp-protocol-version"] = protocol_version or self.protocol_version
+        headers = [("mcp-protocol-version", protocol_version or self.protocol_version)]
         session = session_id or self.session_id
         if session:
-            headers["mcp-session-id"] = session
+            headers.append(("mcp-session-id", session))
         try:
-            response = await self._send(
-                "POST",
-                self._url,
-                content=json.dumps(message, separators=(",", ":")),
-                headers=headers,
-                timeout=self.timeout,
-            )
+            response = await self._open(json.dumps(message, separators=(",", ":")).encode(), headers, self.timeout)
             await response.aclose()
         except UpstreamError as exc:
             # An unanswered request of the upstream's ends with its own timeout; nothing else to do.
@@ -661,7 +780,7 @@ class Upstream:
             raise self._fail(f"refused initialize: {detail[:200]}")
         version = result.get("protocolVersion")
         self.protocol_version = version if version in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
-        session_id = headers.get("mcp-session-id")
+        session_id = _field(headers, b"mcp-session-id")
         self.session_id = session_id if session_id and session_id.isascii() and session_id.isprintable() else None
         self.capabilities = _object(result.get("capabilities"))
         self.server_info = _object(result.get("serverInfo"))

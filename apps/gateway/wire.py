@@ -45,7 +45,8 @@ class Request:
         raw_headers = scope.get("headers") or []
         headers: dict[str, str] = {}
         for name, value in raw_headers:
-            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            # Whitespace around a value is not part of it (RFC 9110 §5.5); httptools keeps it.
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")
             headers[key] = f"{headers[key]},{text}" if key in headers else text
         client = scope.get("client")
         server = scope.get("server")

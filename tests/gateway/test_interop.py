@@ -1,6 +1,6 @@
 """Interoperability with real third-party MCP software, through the real gateway.
 
-The gateway runs as it does in production: ``mcpnest.asgi`` served by daphne in a
+The gateway runs as it does in production: ``mcpnest.asgi`` served by uvicorn in a
 subprocess, on this test's database. Against it:
 
 * the reference TypeScript server (``@modelcontextprotocol/server-everything``) as an
@@ -37,7 +37,7 @@ from apps.audit.models import ToolCall
 from apps.gateway.services import server_add
 from apps.workspaces.services import workspace_set_rate_limit
 from tests.gateway.conformance_fixture import build_conformance_server
-from tests.gateway.daphne import REPO, free_port, serving
+from tests.gateway.server import REPO, free_port, serving
 from tests.gateway.upstream import running
 
 INTEROP = REPO / "tests" / "interop"
@@ -204,6 +204,7 @@ class _AuthProxy:
             interface="asgi3",
             lifespan="off",
             proxy_headers=False,
+            http="h11",  # strips whitespace around header values, as an HTTP intermediary must
             log_level="warning",
         )
         self._server = uvicorn.Server(config)
