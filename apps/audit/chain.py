@@ -32,11 +32,14 @@ import hmac
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from functools import cache
+from operator import itemgetter
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from apps.audit.models import GENESIS_HASH, AuditChain, AuditCheckpoint, AuditEvent, ChainedRecord, ToolCall
 
@@ -97,8 +100,13 @@ def keyring() -> Keyring:
     return _keyring(tuple(settings.MCPNEST_AUDIT_KEYS), settings.SECRET_KEY)
 
 
+# What every MAC covers is this encoding: never change it, or every signed row stops verifying.
+# One encoder for all calls (json.dumps with these options would build a new one each time).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(values: dict) -> str:
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(values)
 
 
 def row_hash(prev_hash: str, record: ChainedRecord) -> str:
@@ -211,6 +219,158 @@ def append(records: Sequence[ChainedRecord]) -> list[ChainedRecord]:
         model.objects.bulk_create(fresh)
         AuditChain.objects.filter(pk=chain.pk).update(last_seq=seq, last_hash=prev)
     return fresh
+
+
+# ToolCall's columns but the auto id, in the order of the fast path's INSERT.
+_CALL_COLUMNS = tuple(field for field in ToolCall._meta.concrete_fields if not field.primary_key)
+_call_params = itemgetter(*(field.attname for field in _CALL_COLUMNS))
+
+
+@cache
+def _calls_sql(vendor: str) -> dict[str, str]:
+    """The fast path's statements (``%s`` placeholders; table and column names are the models')."""
+    quote = connection.ops.quote_name
+    calls, chains = quote(ToolCall._meta.db_table), quote(AuditChain._meta.db_table)
+    record_id = quote(ToolCall._meta.get_field("record_id").column)
+    columns = ", ".join(quote(field.column) for field in _CALL_COLUMNS)
+    # Only the models' table and column names are formatted in; every value is bound.
+    head = f"SELECT id, last_seq, last_hash FROM {chains} WHERE stream = %s AND workspace_id"  # noqa: S608
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: IMMEDIATE
+    placeholders = ", ".join(["%s"] * len(_CALL_COLUMNS))
+    return {
+        "head": f"{head} = %s{lock}",
+        "global head": f"{head} IS NULL{lock}",
+        "move head": f"UPDATE {chains} SET last_seq = %s, last_hash = %s WHERE id = %s",  # noqa: S608
+        # PostgreSQL gets the ids as one array: Django's client-side binding of a thousand
+        # placeholders costs the gateway more than the rest of the query (bench/audit_write.py).
+        "seen": f"SELECT {record_id} FROM {calls} WHERE {record_id} IN "  # noqa: S608
+        + ("(SELECT unnest(%s::varchar[]))" if vendor == "postgresql" else "({placeholders})"),
+        "insert": f"INSERT INTO {calls} ({columns}) VALUES ({placeholders})",  # noqa: S608
+    }
+
+
+def _locked_head(cursor, sql: dict[str, str], workspace_id: int | None) -> tuple[int, int, str]:
+    """``_locked_chain`` without the model instance: (chain id, last seq, last hash)."""
+    stream = AuditChain.Stream.CALLS.value
+    if workspace_id is None:
+        cursor.execute(sql["global head"], [stream])
+    else:
+        cursor.execute(sql["head"], [stream, workspace_id])
+    row = cursor.fetchone()
+    if row is None:  # the chain's first row: create the head (or lose the race), lock it
+        chain = _locked_chain(workspace_id=workspace_id, stream=stream)
+        row = (chain.pk, chain.last_seq, chain.last_hash)
+    return row
+
+
+def _unwritten_calls(cursor, sql: dict[str, str], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without those whose ``record_id`` is already written (or repeated in the batch)."""
+    ids = [rid for row in rows if (rid := row["record_id"])]
+    seen: set[str] = set()
+    for start in range(0, len(ids), DEDUPE_CHUNK):
+        chunk = ids[start : start + DEDUPE_CHUNK]
+        if connection.vendor == "postgresql":
+            cursor.execute(sql["seen"], [chunk])
+        else:
+            cursor.execute(sql["seen"].format(placeholders=", ".join(["%s"] * len(chunk))), chunk)
+        seen.update(rid for (rid,) in cursor.fetchall())
+    fresh = []
+    for row in rows:
+        rid = row["record_id"]
+        if rid:
+            if rid in seen:
+                continue
+            seen.add(rid)
+        fresh.append(row)
+    return fresh
+
+
+def _call_hashed_values(row: dict[str, Any], chain_id: int, seq: int, key_id: str) -> dict[str, Any]:
+    """Exactly ``ToolCall(**row, chain_id=…, seq=…, key_id=…).hashed_values()``: the base
+    fields, ``HASHED_FIELDS``, and ``oauth_client`` only when set (a test holds them together)."""
+    hashed = {
+        "chain": chain_id,
+        "seq": seq,
+        "key_id": key_id,
+        "workspace": row["workspace_id"],
+        "created_at": row["created_at"].astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+    for name in ToolCall.HASHED_FIELDS:
+        hashed[name] = row[name]
+    if row["oauth_client"]:
+        hashed["oauth_client"] = row["oauth_client"]
+    return hashed
+
+
+def _insert_cursor():
+    """A cursor for the INSERT: on PostgreSQL one that binds parameters on the server.
+
+    Django's psycopg cursors bind on the client (each value quoted into the SQL text in
+    Python): for an executemany of many rows the server-side binding of psycopg's own
+    ``Cursor`` (values dumped in C, rows pipelined) costs the gateway half the CPU. It is
+    wrapped like any Django cursor: execute wrappers, query logging and error translation.
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def append_tool_calls(rows: Sequence[dict[str, Any]]) -> int:
+    """``append`` for tool calls given as column values (``sanitize.tool_call_values``), all of
+    one workspace; the number of rows written.
+
+    The gateway's recorder writes every call through here, so it builds no model instances
+    and no ORM queries: it MACs the values ``ToolCall.hashed_values()`` would give
+    (``_call_hashed_values``) and inserts them with one ``executemany`` (pipelined by
+    psycopg), each value as the model field's ``get_db_prep_save`` would pass it. Same
+    transaction, lock, replay check and errors as ``append``.
+    """
+    if not rows:
+        return 0
+    workspace_id = rows[0]["workspace_id"]
+    if any(row["workspace_id"] != workspace_id for row in rows):
+        raise ValueError("append_tool_calls() takes rows of one workspace at a time.")
+    ring = keyring()
+    signing_key_id = ring.signing_key_id
+    base = ring.macs[signing_key_id]
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    sql = _calls_sql(connection.vendor)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            chain_id, seq, prev = _locked_head(cursor, sql, workspace_id)
+            fresh = _unwritten_calls(cursor, sql, rows)
+        if not fresh:
+            return 0
+        params = []
+        for row in fresh:
+            seq += 1
+            hashed = _call_hashed_values(row, chain_id, seq, signing_key_id)
+            mac = base.copy()
+            mac.update(f"{prev}\n{_CANONICAL.encode(hashed)}".encode("utf-8", "surrogatepass"))
+            signed = mac.hexdigest()
+            params.append(
+                _call_params(
+                    {
+                        **row,
+                        "chain_id": chain_id,
+                        "seq": seq,
+                        "prev_hash": prev,
+                        "row_hash": signed,
+                        "key_id": signing_key_id,
+                        "created_at": adapt_datetime(row["created_at"]),
+                    }
+                )
+            )
+            prev = signed
+        with _insert_cursor() as cursor:
+            cursor.executemany(sql["insert"], params)
+        with connection.cursor() as cursor:
+            cursor.execute(sql["move head"], [seq, prev, chain_id])
+    return len(fresh)
 
 
 def append_many(records: Iterable[ChainedRecord]) -> int:

@@ -35,6 +35,7 @@ characters and the note to 8,192.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
@@ -91,6 +92,18 @@ FIELDS = frozenset(
         "record_id",
     }
 )
+# The columns a tool call's row gets from its dict (``tool_call_values``); the chain sets the
+# others. What a column holds when the dict leaves it out: the model fields' defaults.
+ROW_FIELDS = (
+    *TEXT_FIELDS,
+    *("workspace_id", "member_id", "created_at", "status", "error_code", "latency_ms"),
+    *("client_ip", "shadow_blocked", "record_id", "quarantine"),
+)
+ROW_DEFAULTS: dict[str, Any] = {
+    name: ToolCall._meta.get_field(name).get_default()  # by attname too: member_id
+    for name in ROW_FIELDS
+    if name not in ("workspace_id", "created_at", "method", "status", "record_id", "quarantine")
+}
 
 
 def _escape(match: re.Match) -> str:
@@ -195,32 +208,56 @@ def _created_at(value: Any) -> tuple[datetime | None, str]:
     return moment, ""
 
 
+@functools.lru_cache(maxsize=4096)  # a gateway sees the same few client addresses again and again
+def _ip(value: str) -> str:
+    """``value`` as a normalised IP address, or "" if it is not one."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return ""
+
+
 def _record_id(value: Any) -> str | None:
     return value if isinstance(value, str) and _RECORD_ID.fullmatch(value) else None
 
 
-def quarantine_row(values: Any, reason: str) -> ToolCall:
-    """A row that keeps only safe values of ``values`` and, in ``quarantine``, all of it."""
+def quarantine_values(values: Any, reason: str) -> dict[str, Any]:
+    """The column values of a row that keeps only safe values of ``values`` and, in
+    ``quarantine``, all of it (``ROW_DEFAULTS`` for the rest)."""
     mapping = values if isinstance(values, Mapping) else {}
     workspace_id, _ = _id_or_problem(mapping, "workspace_id", required=True)
     created_at, problem = _created_at(mapping.get("created_at"))
-    return ToolCall(
-        workspace_id=workspace_id,
-        created_at=timezone.now() if problem else created_at,
-        method=ToolCall.QUARANTINED_METHOD,
-        status=0,
-        record_id=_record_id(mapping.get("record_id")),
-        quarantine=note("quarantined", reason, values),
-    )
+    return {
+        **ROW_DEFAULTS,
+        "workspace_id": workspace_id,
+        "created_at": timezone.now() if problem else created_at,
+        "method": ToolCall.QUARANTINED_METHOD,
+        "status": 0,
+        "record_id": _record_id(mapping.get("record_id")),
+        "quarantine": note("quarantined", reason, values),
+    }
+
+
+def quarantine_row(values: Any, reason: str) -> ToolCall:
+    """A row that keeps only safe values of ``values`` and, in ``quarantine``, all of it."""
+    return ToolCall(**quarantine_values(values, reason))
 
 
 def tool_call_from_dict(values: Any) -> ToolCall:
     """A ToolCall for one recorded call, never an exception (see the module docstring)."""
+    return ToolCall(**tool_call_values(values))
+
+
+def tool_call_values(values: Any) -> dict[str, Any]:
+    """The column values of the ToolCall row for one recorded call, never an exception (see
+    the module docstring): a value for every name in ``ROW_FIELDS``, of the type the model
+    instance ``ToolCall(**values)`` would hold (``chain.append_tool_calls`` hashes and
+    inserts them as they are, without building the instance)."""
     if not isinstance(values, Mapping):
-        return quarantine_row(values, f"not a dict of ToolCall fields but a {type(values).__name__}")
+        return quarantine_values(values, f"not a dict of ToolCall fields but a {type(values).__name__}")
     problems = []
-    unknown = [key for key in values if key not in FIELDS]
-    if unknown:
+    if not FIELDS.issuperset(values):
+        unknown = [key for key in values if key not in FIELDS]
         problems.append(f"unknown field(s) {', '.join(sorted(repr(k) for k in unknown))}")
     workspace_id, problem = _id_or_problem(values, "workspace_id", required=True)
     problems.append(problem)
@@ -229,24 +266,32 @@ def tool_call_from_dict(values: Any) -> ToolCall:
     created_at, problem = _created_at(values.get("created_at"))
     problems.append(problem)
     texts: dict[str, Any] = {}
-    for name in TEXT_FIELDS:
+    measured = True  # whether every text is a str known to fit its column (nearly always)
+    for name, max_length in TEXT_FIELDS.items():
         value = values.get(name)
-        if value is None:
+        if type(value) is str:
+            measured = measured and len(value) <= max_length
+        elif value is None:
             value = ""
-        elif _is_int(value) or isinstance(value, float):
-            value = str(value)
-        elif not isinstance(value, str):
-            problems.append(f"{name} is a {type(value).__name__}, not text")
+        else:
+            measured = False
+            if _is_int(value) or isinstance(value, float):
+                value = str(value)
+            elif not isinstance(value, str):
+                problems.append(f"{name} is a {type(value).__name__}, not text")
         texts[name] = value
     problems = [p for p in problems if p]
     if problems:
-        return quarantine_row(values, "; ".join(problems))
+        return quarantine_values(values, "; ".join(problems))
 
     done: list[str] = []
-    for name, max_length in TEXT_FIELDS.items():
-        texts[name], what = clean_text(texts[name], max_length)
-        if what:
-            done.append(f"{name}: {what}")
+    # One look at all the text in the usual case, where nothing needs cleaning (tab, the
+    # separator, is allowed); otherwise clean_text says what it did to which field.
+    if not measured or _UNSAFE.search("\t".join(texts.values())) is not None:
+        for name, max_length in TEXT_FIELDS.items():
+            texts[name], what = clean_text(texts[name], max_length)
+            if what:
+                done.append(f"{name}: {what}")
 
     status = values.get("status")
     if not (_is_int(status) and 100 <= status <= 599):
@@ -279,12 +324,7 @@ def tool_call_from_dict(values: Any) -> ToolCall:
 
     client_ip = values.get("client_ip") or ""
     if client_ip:
-        ip = ""
-        if isinstance(client_ip, str):
-            try:
-                ip = str(ipaddress.ip_address(client_ip.strip()))
-            except ValueError:
-                ip = ""
+        ip = _ip(client_ip) if isinstance(client_ip, str) else ""
         if not ip:
             done.append("client_ip: not an IP address (stored empty)")
         client_ip = ip
@@ -299,16 +339,16 @@ def tool_call_from_dict(values: Any) -> ToolCall:
         changed = {what.split(":", 1)[0] for what in done}
         originals = {name: values[name] for name in sorted(changed) if name in values}
         quarantine = note("cleaned", "; ".join(done), originals)
-    return ToolCall(
-        workspace_id=workspace_id,
-        member_id=member_id,
-        created_at=created_at,
-        status=status,
-        error_code=error_code,
-        latency_ms=latency,
-        shadow_blocked=shadow,
-        client_ip=client_ip,
-        record_id=record_id,
-        quarantine=quarantine,
+    return {
+        "workspace_id": workspace_id,
+        "member_id": member_id,
+        "created_at": created_at,
+        "status": status,
+        "error_code": error_code,
+        "latency_ms": latency,
+        "shadow_blocked": shadow,
+        "client_ip": client_ip,
+        "record_id": record_id,
+        "quarantine": quarantine,
         **texts,
-    )
+    }

@@ -174,35 +174,32 @@ def _database_answers() -> bool:
     return True
 
 
-def _write_isolating(pairs: Sequence[tuple[ToolCall, Any]]) -> int:
-    """Append ``pairs`` (records of one workspace, with the dicts they came from).
+def _write_isolating(pairs: Sequence[tuple[dict[str, Any], Any]]) -> int:
+    """Append ``pairs`` (the column values of rows of one workspace, with the dicts they came from).
 
     If the database refuses the batch but still answers, the batch is split in halves
     until the refused row is alone; it is then written as a quarantine row instead. So
     one bad row costs ~2·log2(n) extra short transactions, never the other rows.
     """
-    records = [record for record, _ in pairs]
+    rows = [row for row, _ in pairs]
     try:
-        return len(chain.append(records))
+        return chain.append_tool_calls(rows)
     except _UNAVAILABLE as exc:
-        raise AuditUnavailable(f"the audit database did not take {len(records)} tool calls: {exc}") from exc
+        raise AuditUnavailable(f"the audit database did not take {len(rows)} tool calls: {exc}") from exc
     except Exception as exc:  # a refused row: DataError, IntegrityError, ValueError…
         if not _database_answers():
-            raise AuditUnavailable(f"the audit database did not take {len(records)} tool calls: {exc}") from exc
+            raise AuditUnavailable(f"the audit database did not take {len(rows)} tool calls: {exc}") from exc
         failure = exc
-    for record in records:  # a failed bulk_create may have left ids behind
-        record.pk = None
-        record._state.adding = True
     if len(pairs) > 1:
         middle = len(pairs) // 2
         return _write_isolating(pairs[:middle]) + _write_isolating(pairs[middle:])
-    record, values = pairs[0]
+    row, values = pairs[0]
     reason = f"the database refused the row: {type(failure).__name__}: {failure}"
     try:
-        if record.record_id and ToolCall.objects.filter(record_id=record.record_id).exists():
+        if row["record_id"] and ToolCall.objects.filter(record_id=row["record_id"]).exists():
             return 0  # a concurrent replay wrote it first
         logger.warning("quarantining a tool call: %s", reason)
-        return len(chain.append([sanitize.quarantine_row(values, reason)]))
+        return chain.append_tool_calls([sanitize.quarantine_values(values, reason)])
     except _UNAVAILABLE as exc:
         raise AuditUnavailable(f"the audit database did not take a quarantine row: {exc}") from exc
 
@@ -218,15 +215,15 @@ def tool_calls_record(calls: Iterable[Mapping[str, Any]]) -> int:
       cannot be a ToolCall, or that the database refuses anyway, becomes a quarantine row
       in the same chain (``apps.audit.sanitize`` documents both); the chain stays whole;
     * idempotent: a dict whose ``record_id`` is already written is skipped, checked under
-      the chain-head lock (``chain.append``), so a replayed spool writes nothing twice;
+      the chain-head lock (``chain.append_tool_calls``), so a replayed spool writes nothing twice;
     * raises ``AuditUnavailable`` (from the ``OperationalError`` / ``InterfaceError``)
       when the database is down, locked or timed out, or stops answering while a refused
       row is being isolated. Nothing is lost: call again later with the same dicts.
     """
-    groups: dict[int | None, list[tuple[ToolCall, Any]]] = {}
+    groups: dict[int | None, list[tuple[dict[str, Any], Any]]] = {}
     for values in calls:
-        record = sanitize.tool_call_from_dict(values)
-        groups.setdefault(record.workspace_id, []).append((record, values))
+        row = sanitize.tool_call_values(values)
+        groups.setdefault(row["workspace_id"], []).append((row, values))
     return sum(_write_isolating(pairs) for pairs in groups.values())
 
 

@@ -8,6 +8,7 @@ recorder dropped every row of it. Run on SQLite and on PostgreSQL (DATABASE_URL)
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -355,3 +356,86 @@ def test_a_postgresql_backend_killed_mid_flight(cast, require_postgres):
     assert tool_calls_record(batch) == 40
     assert ToolCall.objects.count() == 50
     assert _intact(cast.acme.pk)
+
+
+# --- The recorder's fast path stores and signs what the models would ----------------------------
+
+
+def _variety(cast) -> list[dict]:
+    """Rows of every kind the writer meets: plain, with an OAuth client, cleaned, quarantined."""
+    return [
+        *good_calls(cast, 3),
+        poison(cast, oauth_client="claude-desktop", member_id=None, member_repr=""),
+        poison(cast, created_at="2026-03-01T12:30:15.5+02:00", shadow_blocked=True, error_code=-32001),
+        poison(cast, created_at=datetime(2026, 3, 1, 12, 30, 15, tzinfo=UTC), latency_ms=2**40, status=503),
+        poison(cast, tool_name="x\u0000\ud800", client_name="é" * 300, client_ip=" ::1 ", request_id=7),
+        poison(cast, error_code="abc", record_id="NOT-HEX", status="200"),
+        poison(cast, surprise="field"),  # quarantined, its created_at kept
+        poison(cast, tool_name=["a list"]),
+    ]
+
+
+def test_the_fast_path_hashes_exactly_the_model_hashed_values(cast):
+    for values in [*_variety(cast), None, {"workspace_id": "acme"}]:
+        row = sanitize.tool_call_values(values)
+        model = ToolCall(**row, chain_id=3, seq=9, key_id="0123456789abcdef")
+        assert chain.canonical(chain._call_hashed_values(row, 3, 9, "0123456789abcdef")) == chain.canonical(
+            model.hashed_values()
+        ), values
+
+
+def _stored(workspace_id: int) -> list[tuple]:
+    """Every column as the database holds it, but those that name the chain, row or workspace
+    (and a quarantine row's copy of the original, which names them too)."""
+    skip = {"id", "chain_id", "seq", "prev_hash", "row_hash", "workspace_id", "record_id", "quarantine"}
+    columns = [f.column for f in ToolCall._meta.concrete_fields if f.column not in skip]
+    columns.append("quarantine")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM audit_toolcall WHERE workspace_id = %s ORDER BY seq",
+            [workspace_id],
+        )
+        return [
+            (*row[:-1], row[-1].split("\noriginal: ")[0] if row[-1].startswith("quarantined: ") else row[-1])
+            for row in cursor.fetchall()
+        ]
+
+
+def test_the_fast_path_stores_what_bulk_create_stores(cast):
+    calls = _variety(cast)
+    # The model path (chain.append: model instances, bulk_create) for acme...
+    assert len(chain.append([sanitize.tool_call_from_dict(values) for values in calls])) == len(calls)
+    # ...and the recorder's path for the same calls in globex.
+    moved = [dict(values, workspace_id=cast.globex.pk) for values in calls]
+    for values in moved:
+        if values["record_id"] != "NOT-HEX":  # a fresh id, else it is skipped as written
+            values["record_id"] = record_id()
+    assert tool_calls_record(moved) == len(calls)
+    assert _stored(cast.globex.pk) == _stored(cast.acme.pk)
+    assert len(_stored(cast.acme.pk)) == len(calls)
+    assert _intact(cast.acme.pk) and _intact(cast.globex.pk)
+    # And chains mixing both paths verify: the same MACs either way.
+    assert tool_calls_record(good_calls(cast, 5)) == 5
+    chain.append([sanitize.tool_call_from_dict(values) for values in good_calls(cast, 2)])
+    assert tool_calls_record(good_calls(cast, 3)) == 3
+    assert _intact(cast.acme.pk)
+
+
+def test_the_fast_path_writes_the_global_chain_too(cast):
+    assert tool_calls_record([poison(cast, workspace_id=None), poison(cast, workspace_id="x")]) == 2
+    assert tool_calls_record([poison(cast, workspace_id=None)]) == 1
+    assert ToolCall.objects.filter(workspace=None).count() == 3
+    assert _intact(None)
+
+
+def test_spool_lines_are_parsed_whole_and_a_torn_line_alone():
+    from relay.spool import _lines
+
+    good = [{"record_id": record_id(), "tool_name": "echo", "n": n} for n in range(3)]
+    lines = [json.dumps(row).encode() for row in good]
+    assert _lines(b"\n".join(lines) + b"\n\n") == good
+    torn = lines[1][:20]
+    rows = _lines(b"\n".join([lines[0], torn + lines[2], b"[1, 2]", b"{}"]))
+    assert rows[0] == good[0] and rows[2] == {"_spool_line": "[1, 2]"} and rows[3] == {}
+    assert rows[1] == {"_spool_line": (torn + lines[2]).decode()}
+    assert _lines(b"") == []
