@@ -1,7 +1,7 @@
-"""Gateway benchmark: real upstream MCP servers, the gateway under daphne, a raw httpx2 client.
+"""Gateway benchmark: real upstream MCP servers, the gateway under uvicorn, a raw httpx2 client.
 
     .venv/bin/python bench/gateway.py [--config sqlite|pg-redis|both] [--scale] [--calls N] [--rounds R]
-                                      [--server daphne|uvicorn]
+                                      [--server uvicorn|daphne] [--no-access-log]
                                       [--parts throughput,restarts,scale] [--upstream-sse]
 
 Two configurations (``--config``; ``both`` runs one after the other, each in a child
@@ -20,9 +20,10 @@ What runs (each its own process, all on 127.0.0.1):
   streams). JSON is the default because it is the fairer comparison: with SSE the SDK
   server is slower on the direct client's 2025 session than on the gateway's stateless
   2026-07-28 requests, which flatters the gateway;
-* one gateway process: ``daphne -b 127.0.0.1 -p PORT mcpnest.asgi:application`` (daphne's
-  defaults, access log included; ``--no-access-log`` runs it with ``-v 0``). Its output
-  goes to ``var/bench-gateway-daphne-<config>.log``;
+* one gateway process: ``mcpnest.asgi:application`` under uvicorn with the README's options
+  (``tests.gateway.server.SERVER_OPTIONS``, access log included; ``--no-access-log`` drops
+  it), or under daphne (``--server daphne``). Its output goes to
+  ``var/bench-gateway-<config>.log``;
 * with ``--scale``, one more upstream process: a minimal MCP server (2026-07-28, stateless,
   JSON) that serves ``/t<N>/<anything>`` with N tools, so that thousands of
   ``UpstreamServer`` rows, each with its own URL path, cost one process;
@@ -46,7 +47,7 @@ The parts (``--parts``, default ``throughput,restarts``; ``--scale`` adds ``scal
   the per-row round trips): a workspace ``big`` with 20 upstreams of 50 tools each, 500
   workspaces ``ws000``..``ws499`` with 5 upstreams of 10 tools each, and 100,000 gateway
   tokens (with real digests, ``apps.core.secrets.generate``), then a fresh gateway process:
-  - memory per workspace: the daphne process's VmRSS (``/proc/<pid>/status``) after a
+  - memory per workspace: the gateway process's VmRSS (``/proc/<pid>/status``) after a
     warm-up on the throughput workspace, then after a ``tools/list`` in each of the 500
     workspaces (its config, token, catalog and upstream sessions all loaded), divided by 500;
   - cached ``tools/list`` p50: the 1,000-tool workspace, and a random one of 50 of the 500
@@ -66,7 +67,7 @@ exits 0 either way:
   across the 500 workspaces; token checks O(1) with 100,000 tokens; memory per workspace is
   reported, with no target.
 
-Noise: the bench client, daphne and the upstreams share the two cores, and the VM is
+Noise: the bench client, the gateway and the upstreams share the two cores, and the VM is
 shared: the direct baseline moves by about 10% from run to run. Run each configuration a
 few times and read the ratios. Numbers and notes: the end of this docstring.
 
@@ -339,13 +340,14 @@ def start_upstreams(sse: bool) -> list[tuple[subprocess.Popen, str]]:
 
 
 class Gateway:
-    """One daphne process serving mcpnest.asgi:application; stderr goes to a log file."""
+    """One server process (uvicorn as the README runs it, or daphne) serving
+    mcpnest.asgi:application; its output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], name: str, access_log: bool = True, server: str = "daphne") -> None:
+    def __init__(self, env: dict[str, str], name: str, access_log: bool = True, server: str = "uvicorn") -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/gw/"
         self.url = self.base + SLUG
-        self.log_path = ROOT / "var" / f"bench-gateway-daphne-{name}.log"
+        self.log_path = ROOT / "var" / f"bench-gateway-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/ yet
         self._env = env
         self._access_log = access_log
@@ -354,10 +356,10 @@ class Gateway:
 
     def start(self) -> None:
         self._log = self.log_path.open("a" if self.process else "w")
-        if self._server == "uvicorn":  # as the README runs the gateway's own processes
-            args = [str(Path(sys.executable).parent / "uvicorn"), "mcpnest.asgi:application", "--host", "127.0.0.1"]
-            args += ["--port", str(self.port), "--backlog", "1024", "--lifespan", "on", "--log-level", "warning"]
-            args += [] if self._access_log else ["--no-access-log"]
+        if self._server == "uvicorn":  # as the README runs it
+            from tests.gateway.server import server_command
+
+            args = server_command(self.port, *([] if self._access_log else ["--no-access-log"]))
         else:
             endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024"  # as the README runs it
             verbosity = [] if self._access_log else ["-v", "0"]  # daphne writes no access log at verbosity 0
@@ -366,7 +368,7 @@ class Gateway:
         _wait_for_port(self.port, self.process, self._server)
 
     def wait(self, timeout: float = 60.0) -> int:
-        """Wait for daphne to exit (after a SIGTERM, as a process manager sends on a restart)."""
+        """Wait for the server to exit (after a SIGTERM, as a process manager sends on a restart)."""
         assert self.process is not None
         try:
             code = self.process.wait(timeout)
@@ -382,7 +384,7 @@ class Gateway:
             self.wait()
 
     def rss_mib(self) -> float:
-        """The daphne process's resident memory (VmRSS), in MiB."""
+        """The server process's resident memory (VmRSS), in MiB."""
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -390,7 +392,7 @@ class Gateway:
         raise RuntimeError("no VmRSS line")
 
     def cpu_seconds(self) -> float:
-        """CPU time the daphne process has used (user + system), from ``/proc/<pid>/stat``."""
+        """CPU time the server process has used (user + system), from ``/proc/<pid>/stat``."""
         assert self.process is not None
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -767,7 +769,7 @@ def restart_checks(gateway: Gateway, token: str, gateway_calls: int, summary: Su
     summary.check(
         "graceful restart",
         ok,
-        f"SIGTERM right after {sent} calls; daphne exit code {code}; {rows} of {gateway_calls} rows written; "
+        f"SIGTERM right after {sent} calls; server exit code {code}; {rows} of {gateway_calls} rows written; "
         f"audit_verify {'OK' if intact else 'BROKEN'}",
     )
     # And with calls in flight: each answered call is on record, each cancelled one too (499).
@@ -781,7 +783,7 @@ def restart_checks(gateway: Gateway, token: str, gateway_calls: int, summary: Su
     summary.check(
         "restart under load",
         ok,
-        f"SIGTERM with {sent - answered} calls in flight; daphne exit code {code}; {answered} answered, "
+        f"SIGTERM with {sent - answered} calls in flight; server exit code {code}; {answered} answered, "
         f"{rows_ok} rows with status 200, {rows - rows_ok} cancelled (499), {sent} sent; "
         f"audit_verify {'OK' if intact else 'BROKEN'}",
     )
@@ -961,7 +963,7 @@ async def scale_run(gateway: Gateway, token: str, data: ScaleData, summary: Summ
     per_workspace_kib = (rss_after - rss_before) * 1024 / len(sessions)
     summary.info(
         "memory per workspace",
-        f"{per_workspace_kib:.0f} KiB (daphne VmRSS {rss_before:.1f} -> {rss_after:.1f} MiB after loading "
+        f"{per_workspace_kib:.0f} KiB (VmRSS {rss_before:.1f} -> {rss_after:.1f} MiB after loading "
         f"{len(sessions)} workspaces x {MANY_SERVERS} upstreams x {MANY_TOOLS} tools in {warmed_in:.1f} s)",
         value=per_workspace_kib,
     )
@@ -1202,9 +1204,9 @@ def main() -> None:
     )
     parser.add_argument("--scale", action="store_true", help="add the scale part")
     parser.add_argument("--upstream-sse", action="store_true", help="upstreams answer with SSE streams, not JSON")
-    parser.add_argument("--no-access-log", action="store_true", help="daphne -v 0: no access log (its cost, ~7%%)")
+    parser.add_argument("--no-access-log", action="store_true", help="the server writes no access log")
     parser.add_argument(
-        "--server", choices=["daphne", "uvicorn"], default="daphne", help="the ASGI server the gateway process runs on"
+        "--server", choices=["uvicorn", "daphne"], default="uvicorn", help="the ASGI server the gateway process runs on"
     )
     parser.add_argument("--summary-json", help=argparse.SUPPRESS)
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels.
+"""ASGI entry point: the gateway (``apps.gateway.asgi``), the rest of HTTP through Django, WebSockets through Channels.
 
-Serve with ``daphne mcpnest.asgi:application``.
+Serve with ``uvicorn mcpnest.asgi:application`` and the README's options (or daphne).
 """
 
 import atexit

@@ -110,7 +110,7 @@ def filename(model: type[ChainedRecord], fmt: str, label: str) -> str:
 class ExportResponse(StreamingHttpResponse):
     """A download of ``stream(queryset, fmt)`` that really streams, under WSGI and ASGI alike.
 
-    Under ASGI (daphne) Django would read a synchronous iterator whole into memory before
+    Under ASGI Django would read a synchronous iterator whole into memory before
     sending a byte. Here the rows are pulled a batch at a time in the thread-sensitive
     executor, where the view's database connection (and the query's cursor) lives.
     """

@@ -208,7 +208,7 @@ class GatewayASGIHandler:
                 await reply.send(send)
 
         # As Django does: a client that disconnects cancels the view (and its upstream call).
-        # And when the server cancels us (daphne does, at shutdown), the view is cancelled and
+        # And when the server cancels us (at shutdown, once the graceful timeout is over), the view is cancelled and
         # awaited too, so the call's audit row is recorded before the process exits.
         tasks = [
             asyncio.create_task(self._listen_for_disconnect(receive)),

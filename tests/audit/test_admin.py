@@ -311,7 +311,7 @@ def test_export_refusals(client, root, cast, calls):
 
 @pytest.mark.django_db(transaction=True)
 async def test_export_streams_through_the_asgi_handler(async_client, root, cast, calls):
-    # Served by daphne, a synchronous iterator would be buffered whole; ours is async.
+    # Served by an ASGI server, a synchronous iterator would be buffered whole; ours is async.
     await async_client.aforce_login(root)
     try:
         response = await async_client.get(_url(ToolCall, "export", "jsonl"), {"status": "5xx"})

@@ -3,7 +3,7 @@
 * ``world(servers=[(workspace, slug, url)])`` — the cast (acme: alice Owner, bob Admin,
   carol Member; globex: dave Owner) in this test's own database, built with the real
   services, with tokens (``.tokens[name]``, ``.prefixes[name]``). Transactional.
-* ``gateway_process(...)`` — starts a real daphne gateway (``GatewayProcess``: ``url``,
+* ``gateway_process(...)`` — starts a real uvicorn gateway (``GatewayProcess``: ``url``,
   ``kill9()``, ``terminate()``, ``restart()``, ``rss()``, ``log_tail()``); by default on
   this test's database, without Redis, ``MCPNEST_SPOOL_DIR=<tmp_path>/spool``.
   ``gateway_process.many(n, ...)`` starts n at once.
@@ -88,7 +88,7 @@ def world(transactional_db):
 
 
 class Gateways:
-    """The ``gateway_process`` fixture: start daphne gateways; all stopped at teardown."""
+    """The ``gateway_process`` fixture: start uvicorn gateways; all stopped at teardown."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
@@ -117,7 +117,7 @@ class Gateways:
         return gateway.start(wait=wait)
 
     def many(self, count: int, **kwargs) -> list[GatewayProcess]:
-        """Start ``count`` gateways at once (daphne takes seconds to import Django)."""
+        """Start ``count`` gateways at once (uvicorn takes seconds to import Django)."""
         gateways = [self(wait=False, **kwargs) for _ in range(count)]
         for gateway in gateways:
             gateway.wait_ready()

@@ -1,4 +1,4 @@
-"""Real processes for the fault tests: daphne gateways, ``redis-server`` and a throwaway
+"""Real processes for the fault tests: uvicorn gateways, ``redis-server`` and a throwaway
 PostgreSQL cluster.
 
 Every process is started in a process group of its own and registered here, so that a
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.gateway.daphne import (
-    daphne_command,
+from tests.gateway.server import (
+    server_command,
     subprocess_database_url,  # noqa: F401 - re-exported for the fault tests
 )
 
@@ -144,11 +144,11 @@ def manage(
     )
 
 
-# --- the gateway: daphne ----------------------------------------------------------------
+# --- the gateway: uvicorn ----------------------------------------------------------------
 
 
 class GatewayProcess:
-    """One real ``daphne mcpnest.asgi:application`` on 127.0.0.1.
+    """One real ``uvicorn mcpnest.asgi:application`` on 127.0.0.1.
 
     ``restart()`` comes back on the same port with the same environment (so the same
     ``MCPNEST_SPOOL_DIR``); ``kill9()`` is a crash, ``terminate()`` a graceful stop.
@@ -198,11 +198,11 @@ class GatewayProcess:
         assert not self.alive(), f"{self} is already running"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        args = daphne_command(self.port)
+        args = server_command(self.port)
         with self.log.open("ab") as out:
             out.write(f"\n===== start #{self.starts} of {self.name} on port {self.port} =====\n".encode())
             out.flush()
-            self.popen = subprocess.Popen(  # noqa: S603 - our own daphne
+            self.popen = subprocess.Popen(  # noqa: S603 - our own server
                 args,
                 cwd=REPO,
                 env=self.env,
@@ -237,7 +237,7 @@ class GatewayProcess:
         _unregister(self)
 
     def terminate(self, timeout: float = 30.0) -> int | None:
-        """A graceful stop (SIGTERM: daphne drains); SIGKILL if it takes longer than ``timeout``."""
+        """A graceful stop (SIGTERM: uvicorn drains); SIGKILL if it takes longer than ``timeout``."""
         if self.popen is None:
             return None
         if self.popen.poll() is None:

@@ -4,7 +4,7 @@
   each answered 404 with a JSON-RPC error, or 429 with Retry-After once the per-IP pre-auth
   limit trips (the default, 600 a minute: every unknown slug costs a database lookup, and
   20,000 lookups on a fresh connection each, as the test settings make them, would not fit
-  a CI budget); the daphne process's RSS grows by < 30 MB.
+  a CI budget); the gateway process's RSS grows by < 30 MB.
 * Eight 100 MB bodies (Content-Length) and one chunked upload without a length streaming up
   to 100 MB: each answered 413 with a JSON-RPC error; RSS grows by < 50 MB.
 """

@@ -9,7 +9,7 @@ from apps.audit.models import ToolCall
 from apps.gateway.host import build_gateway
 from apps.tokens.services import token_create
 from mcpnest.asgi import build_application
-from tests.gateway.daphne import gateway  # noqa: F401 - a fixture (a daphne subprocess)
+from tests.gateway.server import gateway  # noqa: F401 - a fixture (a uvicorn subprocess)
 from tests.gateway.upstream import build_server, running
 
 

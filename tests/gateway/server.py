@@ -1,5 +1,5 @@
-"""The real gateway for tests: ``mcpnest.asgi`` served by daphne in a subprocess on
-127.0.0.1, using the running test's own database (so tests need
+"""The real gateway for tests: ``mcpnest.asgi`` served by uvicorn in a subprocess on
+127.0.0.1, as the README runs it, using the running test's own database (so tests need
 ``django_db(transaction=True)``)."""
 
 from __future__ import annotations
@@ -19,6 +19,13 @@ import pytest
 from django.db import connection
 
 REPO = Path(__file__).resolve().parents[2]
+# As the README runs the server (its "Running in production" says why each is there).
+SERVER_OPTIONS = (
+    "--backlog=1024",
+    "--lifespan=on",
+    "--no-proxy-headers",
+    "--timeout-graceful-shutdown=5",
+)
 
 
 def free_port() -> int:
@@ -42,7 +49,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: flo
 
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)  # daphne drains the audit recorder on a graceful stop
+        process.send_signal(signal.SIGTERM)  # a graceful stop writes what the audit spool holds
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -77,19 +84,16 @@ def subprocess_database_url() -> str:
     return f"postgres://{credentials}@{host}:{port}/{quote(settings['NAME'], safe='')}"
 
 
-def daphne_command(port: int, *options: str) -> list[str]:
-    """``daphne`` serving ``mcpnest.asgi`` on 127.0.0.1:``port``, as the README runs it: with a
-    listen backlog of 1024, not Twisted's 50, so that a burst of new connections waits in the
-    kernel's accept queue instead of overflowing it (an overflowed queue drops handshakes and,
-    under load, resets connections that already sent their request)."""
-    daphne = str(Path(sys.executable).with_name("daphne"))
-    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
-    return [daphne, *options, "-e", endpoint, "mcpnest.asgi:application"]
+def server_command(port: int, *options: str) -> list[str]:
+    """``uvicorn`` serving ``mcpnest.asgi`` on 127.0.0.1:``port`` with the README's options
+    (``SERVER_OPTIONS``)."""
+    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+    return [uvicorn, "mcpnest.asgi:application", "--host", "127.0.0.1", "--port", str(port), *SERVER_OPTIONS, *options]
 
 
 @pytest.fixture
 def gateway(tmp_path):
-    """Start the real gateway (daphne) on the test database; returns its base URL.
+    """Start the real gateway (uvicorn) on the test database; returns its base URL.
 
     Call it after the test's setup: the gateway process caches workspace configuration
     from its first request, and without Redis it hears of no later change.
@@ -103,7 +107,7 @@ def gateway(tmp_path):
                 "DJANGO_SETTINGS_MODULE": "mcpnest.settings.test",
                 "DATABASE_URL": subprocess_database_url(),
             }
-            stack.enter_context(serving(daphne_command(port), port=port, env=env, log=tmp_path / f"daphne-{port}.log"))
+            stack.enter_context(serving(server_command(port), port=port, env=env, log=tmp_path / f"server-{port}.log"))
             return f"http://127.0.0.1:{port}"
 
         yield start

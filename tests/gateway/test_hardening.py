@@ -196,7 +196,7 @@ async def test_database_errors_are_json_503_never_html(asgi_client, carol_token,
 
 def test_a_committed_revocation_reaches_a_gateway_process_within_a_second_without_redis(cast, issue, gateway):
     """Two processes, no Redis: the revocation is written by this one (an operator
-    command or the portal) and the daphne process must refuse the token by itself."""
+    command or the portal) and the gateway process must refuse the token by itself."""
     from apps.gateway.services import server_add  # noqa: F401 - the fixture upstream is not needed
 
     raw = issue(cast.carol)

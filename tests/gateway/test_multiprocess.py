@@ -1,5 +1,5 @@
 """Several gateway processes behind one URL: sessions and revocations work on all of them,
-with no sticky routing. Two real daphne processes share the test database (and Redis)."""
+with no sticky routing. Two real uvicorn processes share the test database (and Redis)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole protocol through the gateway, with the official SDK client over a real daphne:
+"""The whole protocol through the gateway, with the official SDK client over a real uvicorn:
 requests an upstream sends the client while answering a call (sampling, elicitation),
 answered by the client and routed back; a client that cannot take them; resource
 subscriptions with their updates, and list changes, on a 2025 session's GET stream."""

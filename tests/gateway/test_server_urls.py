@@ -15,7 +15,7 @@ from apps.audit.models import AuditEvent
 from apps.gateway.models import UpstreamServer
 from apps.gateway.services import server_add, server_update, url_without_credentials
 from tests.factories import UserFactory
-from tests.gateway.daphne import free_port
+from tests.gateway.server import free_port
 
 SECRET = "s3cr3t-Value-42"
 HOST = "https://mcp.example.com/mcp"

@@ -77,7 +77,7 @@ async def test_session_rules(asgi_client, carol_token, cast, issue):
 
 
 async def test_get_opens_a_2025_sessions_stream_only(asgi_client, carol_token):
-    """The stream itself (resource updates, list changes) is tested over daphne in test_protocol.py."""
+    """The stream itself (resource updates, list changes) is tested over uvicorn in test_protocol.py."""
     async with asgi_client(carol_token) as client:
         sessionless = await client.get(URL, headers={"Accept": "text/event-stream"})
         modern = await client.get(URL, headers={"Accept": "text/event-stream", "MCP-Protocol-Version": "2026-07-28"})

@@ -7,7 +7,7 @@ import pytest
 
 from apps.hosting.models import AllowedImage
 from tests.gateway.conftest import asgi_client, issue, relay_gateway  # noqa: F401 - fixtures
-from tests.gateway.daphne import gateway  # noqa: F401 - the real gateway (daphne), a fixture
+from tests.gateway.server import gateway  # noqa: F401 - the real gateway (uvicorn), a fixture
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The real server for OAuth tests: ``mcpnest.asgi`` under daphne on 127.0.0.1, with
+"""The real server for OAuth tests: ``mcpnest.asgi`` under uvicorn on 127.0.0.1, with
 ``MCPNEST_PUBLIC_URL`` set to its own address (so its issuer, resource URLs and endpoints
 are the ones clients reach), on the running test's database; and the pieces a desktop MCP
 client brings to a sign-in: a loopback callback server and a person in Chromium."""
@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 import httpx2
 
 from tests.factories import PASSWORD
-from tests.gateway.daphne import daphne_command, free_port, serving, subprocess_database_url
+from tests.gateway.server import free_port, server_command, serving, subprocess_database_url
 from tests.local_http import LocalServer
 
 
@@ -39,13 +39,13 @@ def live_server(log_dir: Path, **env: str) -> Iterator[str]:
         "MCPNEST_PUBLIC_URL": base,
         **env,
     }
-    with serving(daphne_command(port), port=port, env=environment, log=log_dir / f"daphne-{port}.log"):
+    with serving(server_command(port), port=port, env=environment, log=log_dir / f"server-{port}.log"):
         yield base
 
 
 def server_log(log_dir: Path, chars: int = 4000) -> str:
     """The end of what the live server logged, for a failure message."""
-    return "\n".join(path.read_text(errors="replace")[-chars:] for path in sorted(log_dir.glob("daphne-*.log")))
+    return "\n".join(path.read_text(errors="replace")[-chars:] for path in sorted(log_dir.glob("server-*.log")))
 
 
 class Callback(LocalServer):

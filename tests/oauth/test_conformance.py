@@ -1,4 +1,4 @@
-"""The MCP conformance suite against the real server (daphne, its public URL its own address):
+"""The MCP conformance suite against the real server (uvicorn, its public URL its own address):
 
 * the server scenarios of both suite versions, through the gateway, carried by an OAuth
   access token that the running server issued (registration, sign-in, consent and PKCE
@@ -25,7 +25,7 @@ from apps.gateway.services import server_add
 from apps.workspaces.services import workspace_set_rate_limit
 from tests.browser import NEEDS_CHROMIUM
 from tests.gateway.conformance_fixture import build_conformance_server
-from tests.gateway.daphne import free_port
+from tests.gateway.server import free_port
 from tests.gateway.test_interop import CONFORMANCE_NEXT, NODE, _AuthProxy, _node_env, server_suite_failures, tool_calls
 from tests.gateway.upstream import running
 from tests.oauth.live import live_server, obtain_over_http, sign_in_and_allow

@@ -1,4 +1,4 @@
-"""The whole sign-in, with real processes on 127.0.0.1: MCPNest under daphne (its public URL
+"""The whole sign-in, with real processes on 127.0.0.1: MCPNest under uvicorn (its public URL
 its own address), the official Python SDK's ``OAuthClientProvider`` as the MCP client, a
 loopback callback server, and Carol in headless Chromium signing in and clicking Allow,
 the client registered by DCR or known by its metadata document (CIMD). Then the SDK lists

@@ -13,7 +13,7 @@ from apps.tokens.models import GatewayToken
 from apps.tokens.services import IssuedToken, token_create
 from apps.workspaces.models import Invitation, Membership
 from apps.workspaces.services import invitation_create
-from tests.gateway.daphne import gateway  # noqa: F401 - a fixture (the gateway under daphne)
+from tests.gateway.server import gateway  # noqa: F401 - a fixture (the gateway under uvicorn)
 
 
 @pytest.fixture

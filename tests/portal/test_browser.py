@@ -183,7 +183,7 @@ def test_the_demo_shows_a_real_server_whose_tools_the_printed_token_calls(live_s
             "Accept": "application/json, text/event-stream",
             "Content-Type": "application/json",
         }
-        # The gateway as production serves it (daphne, mcpnest.asgi); the live server is WSGI.
+        # The gateway as production serves it (uvicorn, mcpnest.asgi); the live server is WSGI.
         with httpx2.Client(base_url=gateway(), headers=headers, timeout=30) as client:
             hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "browser-test"}}
             opened = client.post(
@@ -512,7 +512,7 @@ def test_the_hosted_pages_fit_a_phone(live_server, browser, cast, notes):
 def test_a_deploy_streams_over_a_real_websocket_then_its_tools_answer_and_it_terminates(
     transactional_db, browser, cast, gateway, notes
 ):
-    """The whole path under daphne (HTTP and WebSockets, as production serves them): the
+    """The whole path under uvicorn (HTTP and WebSockets, as production serves them): the
     Owner deploys from the Hosted tab, the instance page's console connects, follows it to
     RUNNING + HEALTHY and closes itself; a Member's token calls its tool through the gateway
     with the SDK client; Terminate stops it."""

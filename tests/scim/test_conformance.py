@@ -1,4 +1,4 @@
-"""scim2-tester, a SCIM 2.0 conformance checker, against the real server: daphne serving
+"""scim2-tester, a SCIM 2.0 conformance checker, against the real server: uvicorn serving
 ``mcpnest.asgi`` on a free port, on the test's database, called over HTTP with a SCIM token.
 """
 
@@ -14,7 +14,7 @@ from scim2_tester.checkers import patch_add, patch_replace
 
 from apps.scim.services import scim_token_create
 from apps.workspaces.management.cli import operator_access
-from tests.gateway.daphne import gateway  # noqa: F401 - the fixture (a daphne subprocess)
+from tests.gateway.server import gateway  # noqa: F401 - the fixture (a uvicorn subprocess)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
