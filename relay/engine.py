@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -27,6 +26,7 @@ from relay.protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    compact_json,
 )
 from relay.sessions import Sessions
 from relay.spool import Recorder
@@ -615,7 +615,7 @@ class Engine:
             if not entry.withheld and visible(caller, entry.server.slug, entry.upstream_name)
         ]
         result = Encoded(_finish(caller, {"tools": tools}, cacheable=True))
-        result.json = json.dumps(result, separators=(",", ":")).encode()
+        result.json = compact_json(result).encode()
         self._lists_bytes += len(result.json) - (len(cached[2].json) if cached else 0)
         if self._lists_bytes > LISTS_BYTES:
             self._lists.clear()

@@ -1,5 +1,8 @@
-"""JSON-RPC and MCP constants shared by the gateway and the bridge. Imports nothing, so the
-bridge (which starts with every hosted instance) does not load the gateway's engine."""
+"""JSON-RPC and MCP constants shared by the gateway and the bridge. Imports nothing but the
+standard library, so the bridge (which starts with every hosted instance) does not load the
+gateway's engine."""
+
+import json
 
 # JSON-RPC error codes. -32000..-32019 are implementation-defined.
 PARSE_ERROR = -32700
@@ -7,6 +10,10 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+
+# Compact JSON, as every message on the wire is encoded: one encoder for the process
+# (``json.dumps`` with options builds a new one per call, on every message).
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 # Requests a server may send a 2025-era client, and the capability the client declares for each.
 CLIENT_CAPABILITY_OF = {

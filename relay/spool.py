@@ -53,6 +53,9 @@ TOUCH_EVERY = 60.0  # seconds between two writes of one token's last_used_at
 MAX_BACKOFF = 5.0
 
 
+_LINE = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder for every row
+
+
 class SpoolError(Exception):
     """The spool cannot take a row (full, or the disk refused the write)."""
 
@@ -148,7 +151,7 @@ class Recorder:
 
     def record(self, row: dict[str, Any]) -> None:
         """Put one row on disk (raises SpoolError if it cannot); it reaches the database shortly."""
-        line = (json.dumps(row, separators=(",", ":"), default=str) + "\n").encode()
+        line = (_LINE(row) + "\n").encode()
         with self._lock:
             if not self.has_room():
                 raise SpoolError(

@@ -44,7 +44,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from relay.config import Era, Settings, UpstreamConfig
 from relay.http1 import Exchange, Origin, UpstreamTransport, header_lines
 from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
-from relay.protocol import RELAYED_CLIENT_CAPABILITIES, json_kind
+from relay.protocol import RELAYED_CLIENT_CAPABILITIES, compact_json, json_kind
 
 logger = logging.getLogger(__name__)
 
@@ -498,7 +498,7 @@ class Upstream:
     ) -> tuple[int, dict[str, Any] | None, list[tuple[bytes, bytes]]]:
         """POST one message; return (HTTP status, the JSON-RPC reply or None, header fields)."""
         response = await self._open(
-            json.dumps(message, separators=(",", ":")).encode(),
+            compact_json(message).encode(),
             self._call_headers(message.get("method"), message.get("params")),
             timeout,
         )
@@ -631,7 +631,7 @@ class Upstream:
         if session:
             headers.append(("mcp-session-id", session))
         try:
-            response = await self._open(json.dumps(message, separators=(",", ":")).encode(), headers, self.timeout)
+            response = await self._open(compact_json(message).encode(), headers, self.timeout)
             await response.aclose()
         except UpstreamError as exc:
             # An unanswered request of the upstream's ends with its own timeout; nothing else to do.
@@ -893,7 +893,7 @@ class Upstream:
         response = await self._send(
             "POST",
             self._endpoint,
-            content=json.dumps(message, separators=(",", ":")),
+            content=compact_json(message),
             headers={"content-type": "application/json", **dict(self.config.headers)},
             timeout=timeout,
         )

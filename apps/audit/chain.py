@@ -32,7 +32,6 @@ import hmac
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -285,23 +284,6 @@ def _unwritten_calls(cursor, sql: dict[str, str], rows: Sequence[dict[str, Any]]
     return fresh
 
 
-def _call_hashed_values(row: dict[str, Any], chain_id: int, seq: int, key_id: str) -> dict[str, Any]:
-    """Exactly ``ToolCall(**row, chain_id=…, seq=…, key_id=…).hashed_values()``: the base
-    fields, ``HASHED_FIELDS``, and ``oauth_client`` only when set (a test holds them together)."""
-    hashed = {
-        "chain": chain_id,
-        "seq": seq,
-        "key_id": key_id,
-        "workspace": row["workspace_id"],
-        "created_at": row["created_at"].astimezone(UTC).isoformat(timespec="microseconds"),
-    }
-    for name in ToolCall.HASHED_FIELDS:
-        hashed[name] = row[name]
-    if row["oauth_client"]:
-        hashed["oauth_client"] = row["oauth_client"]
-    return hashed
-
-
 def _insert_cursor():
     """A cursor for the INSERT: on PostgreSQL one that binds parameters on the server.
 
@@ -325,7 +307,7 @@ def append_tool_calls(rows: Sequence[dict[str, Any]]) -> int:
 
     The gateway's recorder writes every call through here, so it builds no model instances
     and no ORM queries: it MACs the values ``ToolCall.hashed_values()`` would give
-    (``_call_hashed_values``) and inserts them with one ``executemany`` (pipelined by
+    (``ToolCall.hashed_values_of`` the row) and inserts them with one ``executemany`` (pipelined by
     psycopg), each value as the model field's ``get_db_prep_save`` would pass it. Same
     transaction, lock, replay check and errors as ``append``.
     """
@@ -348,7 +330,7 @@ def append_tool_calls(rows: Sequence[dict[str, Any]]) -> int:
         params = []
         for row in fresh:
             seq += 1
-            hashed = _call_hashed_values(row, chain_id, seq, signing_key_id)
+            hashed = ToolCall.hashed_values_of(row, chain_id=chain_id, seq=seq, key_id=signing_key_id)
             mac = base.copy()
             mac.update(f"{prev}\n{_CANONICAL.encode(hashed)}".encode("utf-8", "surrogatepass"))
             signed = mac.hexdigest()

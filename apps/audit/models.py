@@ -149,15 +149,22 @@ class ChainedRecord(AppendOnlyModel):
         abstract = True
 
     def hashed_values(self) -> dict[str, Any]:
+        return self.hashed_values_of(self, chain_id=self.chain_id, seq=self.seq, key_id=self.key_id)
+
+    @classmethod
+    def hashed_values_of(cls, source: Any, *, chain_id: int, seq: int, key_id: str) -> dict[str, Any]:
+        """What a row's MAC covers, read from ``source``: a record, or (the recorder's fast
+        path, ``chain.append_tool_calls``) a dict of its column values by attribute name."""
+        read = source.__getitem__ if isinstance(source, dict) else source.__getattribute__
         values: dict[str, Any] = {
-            "chain": self.chain_id,
-            "seq": self.seq,
-            "key_id": self.key_id,
-            "workspace": self.workspace_id,
-            "created_at": self.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "chain": chain_id,
+            "seq": seq,
+            "key_id": key_id,
+            "workspace": read("workspace_id"),
+            "created_at": read("created_at").astimezone(UTC).isoformat(timespec="microseconds"),
         }
-        for name in self.HASHED_FIELDS:
-            values[name] = getattr(self, name)
+        for name in cls.HASHED_FIELDS:
+            values[name] = read(name)
         return values
 
 
@@ -289,10 +296,12 @@ class ToolCall(ChainedRecord):
     def __str__(self) -> str:
         return f"{self.method} {self.server_slug}:{self.tool_name} → {self.status}"
 
-    def hashed_values(self) -> dict[str, Any]:
-        values = super().hashed_values()
+    @classmethod
+    def hashed_values_of(cls, source: Any, *, chain_id: int, seq: int, key_id: str) -> dict[str, Any]:
+        values = super().hashed_values_of(source, chain_id=chain_id, seq=seq, key_id=key_id)
         # Added after rows were first chained: hashed only when set, so rows written
         # before it (and calls made with mng_ tokens) keep the hashes they were signed with.
-        if self.oauth_client:
-            values["oauth_client"] = self.oauth_client
+        oauth_client = source["oauth_client"] if isinstance(source, dict) else source.oauth_client
+        if oauth_client:
+            values["oauth_client"] = oauth_client
         return values

@@ -45,7 +45,7 @@ from relay import engine
 from relay.config import WhenDatabaseDown
 from relay.engine import RATE_LIMITED, Caller, RpcError
 from relay.gateway import Gateway
-from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
+from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, compact_json
 from relay.sessions import ended_key
 from relay.spool import SpoolError
 
@@ -103,7 +103,7 @@ def _insufficient_scope(gateway: Gateway, slug: str) -> Reply:
 
 
 def _sse_frame(message: dict[str, Any]) -> bytes:
-    return b"event: message\ndata: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
+    return b"event: message\ndata: " + compact_json(message).encode() + b"\n\n"
 
 
 # --- checks -----------------------------------------------------------------------------------

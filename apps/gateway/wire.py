@@ -12,7 +12,7 @@ scheme behind a TLS proxy (``SECURE_PROXY_SSL_HEADER``), and the client's addres
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +22,16 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from apps.core.http import client_address
+from relay.protocol import compact_json
 
 # Django's own defaults for ALLOWED_HOSTS = [] under DEBUG.
 DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
+
+
+@functools.lru_cache(maxsize=256)  # a client sends the same Host with every request
+def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
 
 
 @dataclass(slots=True)
@@ -76,8 +83,7 @@ class Request:
         allowed = settings.ALLOWED_HOSTS
         if settings.DEBUG and not allowed:
             allowed = DEBUG_HOSTS
-        domain, _ = split_domain_port(host)
-        return host if domain and validate_host(domain, allowed) else None
+        return host if _host_allowed(host, tuple(allowed)) else None
 
     def secure_scheme(self) -> str:
         """The scheme the client used: behind a TLS proxy, what ``SECURE_PROXY_SSL_HEADER`` says."""
@@ -108,7 +114,7 @@ class Reply:
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
-        return cls(status, json.dumps(value, separators=(",", ":")).encode(), headers or {})
+        return cls(status, compact_json(value).encode(), headers or {})
 
     def text(self) -> str:
         return self.body.decode()

@@ -379,9 +379,8 @@ def test_the_fast_path_hashes_exactly_the_model_hashed_values(cast):
     for values in [*_variety(cast), None, {"workspace_id": "acme"}]:
         row = sanitize.tool_call_values(values)
         model = ToolCall(**row, chain_id=3, seq=9, key_id="0123456789abcdef")
-        assert chain.canonical(chain._call_hashed_values(row, 3, 9, "0123456789abcdef")) == chain.canonical(
-            model.hashed_values()
-        ), values
+        from_row = ToolCall.hashed_values_of(row, chain_id=3, seq=9, key_id="0123456789abcdef")
+        assert chain.canonical(from_row) == chain.canonical(model.hashed_values()), values
 
 
 def _stored(workspace_id: int) -> list[tuple]:
