@@ -244,8 +244,20 @@ def _calls_sql(vendor: str) -> dict[str, str]:
         # placeholders costs the gateway more than the rest of the query (bench/audit_write.py).
         "seen": f"SELECT {record_id} FROM {calls} WHERE {record_id} IN "  # noqa: S608
         + ("(SELECT unnest(%s::varchar[]))" if vendor == "postgresql" else "({placeholders})"),
-        "insert": f"INSERT INTO {calls} ({columns}) VALUES ({placeholders})",  # noqa: S608
+        # PostgreSQL takes a batch as one statement with one array per column: one parse, one
+        # plan and one executor run instead of one per row (the server's CPU per row halves).
+        # Each array is cast to its column's type without a length: an explicit cast to
+        # varchar(n) would truncate silently, the INSERT's own assignment refuses too long a value.
+        "insert": f"INSERT INTO {calls} ({columns}) "  # noqa: S608
+        + (f"SELECT * FROM unnest({_array_casts()})" if vendor == "postgresql" else f"VALUES ({placeholders})"),  # noqa: S608
     }
+
+
+def _array_casts() -> str:
+    """``%b::bigint[], %b::varchar[], …``: one array parameter per column of the fast path's
+    INSERT, sent in binary (``%b``: psycopg dumps a list to a binary array in C, with no text
+    escaping; a third cheaper for the gateway than text)."""
+    return ", ".join(f"%b::{field.db_type(connection).split('(')[0]}[]" for field in _CALL_COLUMNS)
 
 
 def _locked_head(cursor, sql: dict[str, str], workspace_id: int | None) -> tuple[int, int, str]:
@@ -288,9 +300,9 @@ def _insert_cursor():
     """A cursor for the INSERT: on PostgreSQL one that binds parameters on the server.
 
     Django's psycopg cursors bind on the client (each value quoted into the SQL text in
-    Python): for an executemany of many rows the server-side binding of psycopg's own
-    ``Cursor`` (values dumped in C, rows pipelined) costs the gateway half the CPU. It is
-    wrapped like any Django cursor: execute wrappers, query logging and error translation.
+    Python): for a batch's column arrays the server-side binding of psycopg's own ``Cursor``
+    (values dumped in C) costs the gateway half the CPU. It is wrapped like any Django
+    cursor: execute wrappers, query logging and error translation.
     """
     if connection.vendor != "postgresql":
         return connection.cursor()
@@ -307,9 +319,10 @@ def append_tool_calls(rows: Sequence[dict[str, Any]]) -> int:
 
     The gateway's recorder writes every call through here, so it builds no model instances
     and no ORM queries: it MACs the values ``ToolCall.hashed_values()`` would give
-    (``ToolCall.hashed_values_of`` the row) and inserts them with one ``executemany`` (pipelined by
-    psycopg), each value as the model field's ``get_db_prep_save`` would pass it. Same
-    transaction, lock, replay check and errors as ``append``.
+    (``ToolCall.hashed_values_of`` the row) and inserts them in one statement (PostgreSQL: one
+    array per column; SQLite: one ``executemany``), each value as the model field's
+    ``get_db_prep_save`` would pass it. Same transaction, lock, replay check and errors as
+    ``append``.
     """
     if not rows:
         return 0
@@ -349,7 +362,10 @@ def append_tool_calls(rows: Sequence[dict[str, Any]]) -> int:
             )
             prev = signed
         with _insert_cursor() as cursor:
-            cursor.executemany(sql["insert"], params)
+            if connection.vendor == "postgresql":
+                cursor.execute(sql["insert"], [list(column) for column in zip(*params, strict=True)])
+            else:
+                cursor.executemany(sql["insert"], params)
         with connection.cursor() as cursor:
             cursor.execute(sql["move head"], [seq, prev, chain_id])
     return len(fresh)

@@ -137,12 +137,17 @@ class ChainedRecord(AppendOnlyModel):
     # The fields covered by the row hash, in addition to chain, seq and prev_hash.
     HASHED_FIELDS: ClassVar[tuple[str, ...]]
 
-    chain = models.ForeignKey(AuditChain, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # No index of their own on chain, workspace or actor/member: each record type's composite
+    # indexes start with them (the (chain, seq) constraint, (workspace, -created_at), ...), and
+    # every index is one more write per row, on the gateway's busiest table above all.
+    chain = models.ForeignKey(
+        AuditChain, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     seq = models.BigIntegerField()
     prev_hash = models.CharField(max_length=64)
     row_hash = models.CharField(max_length=64)
     key_id = models.CharField("key id", max_length=16, blank=True, help_text="The audit key that signed this row.")
-    workspace = _no_constraint_fk("workspaces.Workspace", null=True, blank=True)
+    workspace = _no_constraint_fk("workspaces.Workspace", null=True, blank=True, db_index=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -183,7 +188,7 @@ class AuditEvent(ChainedRecord):
         "ip",
     )
 
-    actor = _no_constraint_fk(settings.AUTH_USER_MODEL, null=True, blank=True)
+    actor = _no_constraint_fk(settings.AUTH_USER_MODEL, null=True, blank=True, db_index=False)
     actor_repr = models.CharField("actor", max_length=254, blank=True, help_text="Who it was, as written then.")
     action = models.CharField(max_length=40, choices=ACTION_CHOICES)
     target_type = models.CharField(max_length=40, blank=True)
@@ -245,7 +250,7 @@ class ToolCall(ChainedRecord):
         "quarantine",
     )
 
-    member = _no_constraint_fk(settings.AUTH_USER_MODEL, null=True, blank=True)
+    member = _no_constraint_fk(settings.AUTH_USER_MODEL, null=True, blank=True, db_index=False)
     member_repr = models.CharField("member", max_length=254, blank=True)
     token_prefix = models.CharField(max_length=16, blank=True)
     oauth_client = models.CharField(
@@ -267,7 +272,11 @@ class ToolCall(ChainedRecord):
     shadow_blocked = models.BooleanField(
         default=False, help_text="Allowed in shadow mode, but enforcement would have blocked it."
     )
-    record_id = models.CharField("record id", max_length=32, null=True, blank=True, unique=True)
+    # NULL when a row came without a valid id (sanitize: it loses replay protection only):
+    # many NULLs, one row per id.
+    # Unique by a constraint, not unique=True: on PostgreSQL that would add a second index
+    # (varchar_pattern_ops, for LIKE) that no query uses.
+    record_id = models.CharField("record id", max_length=32, null=True, blank=True)  # noqa: DJ001
     quarantine = models.TextField(
         blank=True,
         default="",
@@ -276,7 +285,10 @@ class ToolCall(ChainedRecord):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="toolcall_unique_seq")]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "seq"], name="toolcall_unique_seq"),
+            models.UniqueConstraint(fields=["record_id"], name="toolcall_unique_record"),
+        ]
         indexes = [
             models.Index(fields=["workspace", "-created_at"], name="toolcall_ws_time"),
             models.Index(fields=["workspace", "server_slug", "tool_name", "-created_at"], name="toolcall_ws_tool"),

@@ -420,6 +420,22 @@ def test_the_fast_path_stores_what_bulk_create_stores(cast):
     assert _intact(cast.acme.pk)
 
 
+def test_the_fast_path_refuses_a_value_too_long_for_its_column_and_never_truncates_it(cast):
+    # Cleaning shortens every value first; were one to slip past it, the INSERT must refuse the
+    # row (which the audit service then quarantines) rather than store a value its MAC does not
+    # cover. (PostgreSQL's explicit casts to varchar(n) truncate silently; the fast path casts
+    # its column arrays to varchar without a length for that reason.)
+    row = sanitize.tool_call_values(good_calls(cast, 1)[0])
+    row["server_slug"] = "s" * (ToolCall._meta.get_field("server_slug").max_length + 1)
+    if connection.vendor == "sqlite":  # SQLite does not enforce lengths: the value is kept whole
+        assert chain.append_tool_calls([row]) == 1
+        assert ToolCall.objects.get(record_id=row["record_id"]).server_slug == row["server_slug"]
+        return
+    with pytest.raises(DataError):
+        chain.append_tool_calls([row])
+    assert not ToolCall.objects.exists()
+
+
 def test_the_fast_path_writes_the_global_chain_too(cast):
     assert tool_calls_record([poison(cast, workspace_id=None), poison(cast, workspace_id="x")]) == 2
     assert tool_calls_record([poison(cast, workspace_id=None)]) == 1
