@@ -12,7 +12,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from mcp import types
 from mcp_types import LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
@@ -57,6 +57,12 @@ CANCELLED = 499  # the audit status of a call abandoned before its answer (nginx
 
 
 LISTS_BYTES = 64 * 1024 * 1024  # encoded tools/list results kept, in all
+
+
+class Cancellable(Protocol):
+    """What runs a call that its client may cancel (``Engine.in_flight``)."""
+
+    def cancel(self) -> Any: ...
 
 
 class Encoded(dict):
@@ -266,7 +272,7 @@ class Engine:
         self._reported: set[tuple[int, str, str]] = set()
         self._background: set[asyncio.Future] = set()
         self.streams = Streams()
-        self._in_flight: dict[tuple[int, str, str | int], asyncio.Future] = {}  # (workspace, session, id) -> call
+        self._in_flight: dict[tuple[int, str, str | int], Cancellable] = {}  # (workspace, session, id) -> call
 
     # --- catalog cache ------------------------------------------------------------------
 
@@ -436,8 +442,9 @@ class Engine:
                 )
 
     @contextlib.contextmanager
-    def in_flight(self, caller: Caller, request_id: Any, task: asyncio.Future):
-        """While a 2025 session's call runs, its ``notifications/cancelled`` can stop it."""
+    def in_flight(self, caller: Caller, request_id: Any, task: Cancellable):
+        """While a 2025 session's call runs, its ``notifications/cancelled`` can stop it
+        (``task.cancel()``)."""
         if caller.modern or not isinstance(request_id, str | int):
             yield
             return

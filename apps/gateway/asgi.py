@@ -17,7 +17,6 @@ one gets 503 with ``Retry-After`` instead of queueing without end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import io
 import re
@@ -120,6 +119,10 @@ class _Disconnected(Exception):
     pass
 
 
+# How long a request runs before a task listens for its client's disconnect. A client that
+# hangs up sooner has its call cancelled at this point, or answered into the void if it is
+# done by then: either way the call is on record.
+LISTEN_AFTER = 0.05  # seconds
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # Django's <slug:…> converter, as the URLconf names the route
 
 
@@ -181,10 +184,11 @@ class GatewayASGIHandler:
         return b"".join(parts)
 
     @staticmethod
-    async def _listen_for_disconnect(receive) -> None:
+    async def _cancel_on_disconnect(receive, task: asyncio.Task) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                task.cancel()
                 return
 
     async def _handle(self, scope, receive, send, limit) -> None:
@@ -200,25 +204,37 @@ class GatewayASGIHandler:
             await views.no_gateway(scope["path"]).send(send)
             return
         request = Request.from_scope(scope, body)
-        gateway = self.gateway
+        # As Django does: a client that disconnects cancels the view (and its upstream call),
+        # which still records the call (status 499). The view runs in the server's own task; a
+        # listener task, started once the request has run for LISTEN_AFTER (most answers are
+        # out before: no task at all for them), cancels that task, and the cancellation it
+        # caused is taken back below. A server that cancels us (at shutdown, once the graceful
+        # timeout is over) cancels the view the same way, and that cancellation goes on up.
+        task = asyncio.current_task()
+        assert task is not None
+        listener: asyncio.Task | None = None
 
-        async def process_request() -> None:
-            reply = await views.endpoint(request, slug, gateway)
-            with contextlib.suppress(asyncio.CancelledError):  # the client went away while we answered
-                await reply.send(send)
+        def listen() -> None:
+            nonlocal listener
+            listener = asyncio.get_running_loop().create_task(self._cancel_on_disconnect(receive, task))
 
-        # As Django does: a client that disconnects cancels the view (and its upstream call).
-        # And when the server cancels us (at shutdown, once the graceful timeout is over), the view is cancelled and
-        # awaited too, so the call's audit row is recorded before the process exits.
-        tasks = [
-            asyncio.create_task(self._listen_for_disconnect(receive)),
-            asyncio.create_task(process_request()),
-        ]
+        def listener_cancelled_us() -> bool:
+            return listener is not None and listener.done() and not listener.cancelled()
+
+        timer = asyncio.get_running_loop().call_later(LISTEN_AFTER, listen)
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            reply = await views.endpoint(request, slug, self.gateway)
+            await reply.send(send)
+        except asyncio.CancelledError:
+            if listener_cancelled_us() and task.uncancel() == 0:
+                return  # the client went away: there is no one to answer
+            raise
+        else:
+            if listener_cancelled_us():
+                task.uncancel()  # the listener cancelled us and a callee swallowed it: take it back
         finally:
-            for task in tasks:
-                task.cancel()  # a no-op for the one that finished
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Neither has run since our last await: cancelling them now means the listener never
+            # cancels us once we are out of this block (the server's task goes on after us).
+            timer.cancel()
+            if listener is not None:
+                listener.cancel()

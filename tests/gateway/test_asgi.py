@@ -44,6 +44,22 @@ async def test_gateway_requests_skip_the_request_signals_portal_requests_do_not(
     assert signals_sent == ["started", "finished"]
 
 
+async def test_a_refused_token_is_logged_without_any_of_it(cast, asgi_client, caplog):
+    # The server writes no access log (README): a refused token gets a line of its own.
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    secret = "mng_" + "x" * 40
+    with caplog.at_level("WARNING", logger="apps.gateway.views"):
+        async with asgi_client(secret) as client:
+            assert (await client.post("/api/gw/acme", json=ping, headers=ACCEPT)).status_code == 401
+        async with asgi_client() as client:  # no token at all: nothing to log
+            assert (await client.post("/api/gw/acme", json=ping, headers=ACCEPT)).status_code == 401
+    lines = [record.getMessage() for record in caplog.records if record.name == "apps.gateway.views"]
+    assert lines == [
+        "gateway acme refused a token from 127.0.0.1: Invalid, expired or revoked token for this workspace."
+    ]
+    assert "xxxx" not in caplog.text
+
+
 def test_twisted_content_type_parsing_is_memoized_and_unchanged():
     from apps.gateway.asgi import _memoize_twisted_content_type
 
@@ -69,3 +85,46 @@ async def test_a_call_cancelled_in_flight_is_on_record(cast, fix_server, issue, 
     await sync_to_async(relay_gateway.recorder.flush)()
     row = await ToolCall.objects.aget(tool_name="slow")
     assert (row.status, row.error_code, row.server_slug, row.member_id) == (499, None, "fix", cast.carol.pk)
+
+
+def test_a_client_that_hangs_up_mid_call_cancels_it_and_the_call_is_on_record(cast, fix_server, issue, gateway):
+    """A real server (uvicorn, as the README runs it): the client closes its connection while
+    the upstream works on the call. The call is cancelled and recorded (499), and the
+    server's next request is answered as usual."""
+    import json
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    import httpx2
+
+    from tests.gateway.test_multiprocess import _initialize
+    from tests.gateway.test_transport import rpc
+
+    token = issue(cast.carol)
+    base = gateway()
+    with httpx2.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        headers = {**_initialize(client, base), "Authorization": f"Bearer {token}"}
+        body = json.dumps(rpc("tools/call", id=9, name="slow", arguments={"steps": 60})).encode()
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        address = urlsplit(base)
+        with socket.create_connection((address.hostname, address.port)) as sock:
+            sock.sendall(
+                f"POST /api/gw/acme HTTP/1.1\r\nHost: {address.netloc}\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(0.5)  # the upstream is working on it (3 s in all)
+        hung_up = time.monotonic()
+        deadline = hung_up + 10
+        while not (rows := list(ToolCall.objects.filter(tool_name="slow"))):
+            assert time.monotonic() < deadline, "the call is not on record"
+            time.sleep(0.05)
+        assert [(row.status, row.server_slug, row.member_id) for row in rows] == [(499, "fix", cast.carol.pk)]
+        assert time.monotonic() - hung_up < 2.5, "recorded only when the upstream's answer came: not cancelled"
+        again = client.post(
+            f"{base}/api/gw/acme",
+            json=rpc("tools/call", id=10, name="add", arguments={"a": 1, "b": 2}),
+            headers=headers,
+        )
+        assert again.status_code == 200 and again.json()["result"]["content"][0]["text"] == "3"

@@ -382,7 +382,8 @@ async def test_answers_over_the_size_limit_are_refused_and_the_connection_closed
     response = await s.call("tools/call", name="bad", arguments={})
     assert response["error"] == {"code": -32000, "message": TOO_LARGE}
     if streamed:
-        assert garbage.hung_up.wait(5), "the gateway kept reading"
+        # Waited for off the event loop: the gateway's transport closes the socket on the loop's next turn.
+        assert await asyncio.to_thread(garbage.hung_up.wait, 5), "the gateway kept reading"
     (row,) = await sync_to_async(rows)(tool_name="bad")
     assert (row.status, row.error_code) == (502, -32000)
     # Answers within the limit still go through, on a new connection.
