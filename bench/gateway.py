@@ -1,7 +1,7 @@
 """Gateway benchmark: real upstream MCP servers, the gateway under uvicorn, a raw httpx2 client.
 
     .venv/bin/python bench/gateway.py [--config sqlite|pg-redis|both] [--scale] [--calls N] [--rounds R]
-                                      [--server uvicorn|daphne] [--no-access-log]
+                                      [--server uvicorn|daphne] [--access-log]
                                       [--parts throughput,restarts,scale] [--upstream-sse]
 
 Two configurations (``--config``; ``both`` runs one after the other, each in a child
@@ -21,9 +21,8 @@ What runs (each its own process, all on 127.0.0.1):
   server is slower on the direct client's 2025 session than on the gateway's stateless
   2026-07-28 requests, which flatters the gateway;
 * one gateway process: ``mcpnest.asgi:application`` under uvicorn with the README's options
-  (``tests.gateway.server.SERVER_OPTIONS``, access log included; ``--no-access-log`` drops
-  it), or under daphne (``--server daphne``). Its output goes to
-  ``var/bench-gateway-<config>.log``;
+  (``tests.gateway.server.SERVER_OPTIONS``, no access log; ``--access-log`` adds uvicorn's),
+  or under daphne (``--server daphne``). Its output goes to ``var/bench-gateway-<config>.log``;
 * with ``--scale``, one more upstream process: a minimal MCP server (2026-07-28, stateless,
   JSON) that serves ``/t<N>/<anything>`` with N tools, so that thousands of
   ``UpstreamServer`` rows, each with its own URL path, cost one process;
@@ -175,7 +174,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -186,6 +184,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.gateway.server import free_port, server_command, wait_for_port  # noqa: E402 (the path first)
 
 SLUG = "bench"
 OWNER = "bench@example.com"
@@ -229,25 +229,6 @@ CONFIGS = {
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with code {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
 def serve_upstream(port: int, sse: bool) -> None:
@@ -340,7 +321,7 @@ async def _send_json(send, body: bytes) -> None:
 
 
 def start_child(mode: str, *extra: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, __file__, mode, str(port), *extra]
     return subprocess.Popen(args, cwd=ROOT), port  # noqa: S603 (our own interpreter and script)
 
@@ -349,7 +330,7 @@ def start_upstreams(sse: bool) -> list[tuple[subprocess.Popen, str]]:
     started = [start_child("--serve-upstream", *(["--upstream-sse"] if sse else [])) for _ in range(SERVERS)]
     try:
         for process, port in started:
-            _wait_for_port(port, process, "upstream")
+            wait_for_port(port, process)
     except BaseException:
         for process, _ in started:
             process.kill()
@@ -361,8 +342,8 @@ class Gateway:
     """One server process (uvicorn as the README runs it, or daphne) serving
     mcpnest.asgi:application; its output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], name: str, access_log: bool = True, server: str = "uvicorn") -> None:
-        self.port = _free_port()
+    def __init__(self, env: dict[str, str], name: str, access_log: bool = False, server: str = "uvicorn") -> None:
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/gw/"
         self.url = self.base + SLUG
         self.log_path = ROOT / "var" / f"bench-gateway-{name}.log"
@@ -375,15 +356,13 @@ class Gateway:
     def start(self) -> None:
         self._log = self.log_path.open("a" if self.process else "w")
         if self._server == "uvicorn":  # as the README runs it
-            from tests.gateway.server import server_command
-
-            args = server_command(self.port, *([] if self._access_log else ["--no-access-log"]))
+            args = server_command(self.port, *(["--access-log"] if self._access_log else []))
         else:
             endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024"  # as the README runs it
             verbosity = [] if self._access_log else ["-v", "0"]  # daphne writes no access log at verbosity 0
             args = [str(Path(sys.executable).parent / "daphne"), *verbosity, "-e", endpoint, "mcpnest.asgi:application"]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
-        _wait_for_port(self.port, self.process, self._server)
+        wait_for_port(self.port, self.process, log=self.log_path)
 
     def wait(self, timeout: float = 60.0) -> int:
         """Wait for the server to exit (after a SIGTERM, as a process manager sends on a restart)."""
@@ -1128,7 +1107,7 @@ def run_config(config: Config, args: argparse.Namespace) -> Summary:
     summary = Summary(config)
     upstreams = start_upstreams(args.upstream_sse)
     many: subprocess.Popen | None = None
-    gateway = Gateway(env, config.name, access_log=not args.no_access_log, server=args.server)
+    gateway = Gateway(env, config.name, access_log=args.access_log, server=args.server)
     parts = set(args.parts)
     try:
         token = setup_workspace([url for _, url in upstreams])
@@ -1159,7 +1138,7 @@ def run_config(config: Config, args: argparse.Namespace) -> Summary:
         if "scale" in parts:
             gateway.stop()
             many, port = start_child("--serve-many")
-            _wait_for_port(port, many, "scale upstream")
+            wait_for_port(port, many)
             started = time.perf_counter()
             data = scale_workspaces(f"http://127.0.0.1:{port}")
             print(
@@ -1193,7 +1172,7 @@ def run_both(args: argparse.Namespace) -> None:
             child = [sys.executable, __file__, "--config", name, "--summary-json", out.name]
             child += ["--calls", str(args.calls), "--rounds", str(args.rounds), "--parts", ",".join(args.parts)]
             child += ["--upstream-sse"] if args.upstream_sse else []
-            child += ["--no-access-log"] if args.no_access_log else []
+            child += ["--access-log"] if args.access_log else []
             child += ["--server", args.server]
             print(f"\n=== {name} ===", flush=True)
             code = subprocess.call(child, cwd=ROOT)  # noqa: S603 (our own interpreter and script)
@@ -1222,7 +1201,9 @@ def main() -> None:
     )
     parser.add_argument("--scale", action="store_true", help="add the scale part")
     parser.add_argument("--upstream-sse", action="store_true", help="upstreams answer with SSE streams, not JSON")
-    parser.add_argument("--no-access-log", action="store_true", help="the server writes no access log")
+    parser.add_argument(
+        "--access-log", action="store_true", help="the server writes an access log (the README's command does not)"
+    )
     parser.add_argument(
         "--server", choices=["uvicorn", "daphne"], default="uvicorn", help="the ASGI server the gateway process runs on"
     )

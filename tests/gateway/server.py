@@ -25,6 +25,7 @@ SERVER_OPTIONS = (
     "--lifespan=on",
     "--no-proxy-headers",
     "--timeout-graceful-shutdown=5",
+    "--no-access-log",
 )
 
 
@@ -34,17 +35,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, *, log: Path | None = None, timeout: float = 30.0) -> None:
+    """Wait until ``process`` listens on 127.0.0.1:``port``; raise, with the end of its
+    ``log`` if it writes one, if it exits first or takes longer than ``timeout``."""
+
+    def tail() -> str:
+        return f":\n{log.read_text()[-3000:]}" if log is not None else ""
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"exited with {process.returncode} before listening:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening{tail()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"did not listen on 127.0.0.1:{port} within {timeout}s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{process.args[0]} did not listen on 127.0.0.1:{port} within {timeout}s{tail()}")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -62,7 +69,7 @@ def serving(args: list[str], *, port: int, env: dict[str, str], log: Path) -> It
     with log.open("wb") as out:
         process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603 - ours
     try:
-        _wait_for_port(port, process, log)
+        wait_for_port(port, process, log=log)
         yield process
     finally:
         _stop(process)
