@@ -162,7 +162,7 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         ``pool_timeout``), the connect, the send, and each read. The caller reads the body
         (iterating the ``Exchange``) and must ``aclose()`` it: that frees the slot and hands a
         fully read keep-alive connection back to the pool."""
-        return await self._exchange(origin, request, timeout, timeout, timeout, timeout, False, None)
+        return await self._exchange(origin, request, pool=timeout, connect=timeout, write=timeout, read=timeout)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeouts = request.extensions.get("timeout", {})
@@ -183,12 +183,12 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         exchange = await self._exchange(
             _origin(url),
             head + body,
-            timeouts.get("pool"),
-            timeouts.get("connect"),
-            timeouts.get("write"),
-            timeouts.get("read"),
-            request.method == "HEAD",
-            request,
+            pool=timeouts.get("pool"),
+            connect=timeouts.get("connect"),
+            write=timeouts.get("write"),
+            read=timeouts.get("read"),
+            head=request.method == "HEAD",
+            request=request,
         )
         return exchange.response()
 
@@ -196,12 +196,13 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         self,
         origin: Origin,
         data: bytes,
+        *,
         pool: float | None,
         connect: float | None,
         write: float | None,
         read: float | None,
-        head: bool,
-        request: httpx2.Request | None,
+        head: bool = False,
+        request: httpx2.Request | None = None,
     ) -> Exchange:
         await self._acquire(pool, request)
         assert self._slots is not None

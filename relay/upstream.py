@@ -34,6 +34,7 @@ from typing import Any
 import httpx2
 from httpx2._models import _is_known_encoding, _parse_content_type_charset
 from httpx2._sse import ServerSentEvent, _SSEParser
+from mcp.shared.inbound import encode_header_value
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
@@ -412,7 +413,9 @@ class Upstream:
                 headers.append(("mcp-method", method))
                 name_key = NAME_BEARING.get(method)
                 if name_key and params and isinstance(params.get(name_key), str):
-                    headers.append(("mcp-name", params[name_key]))
+                    # A name or URI that would not survive as a header value (non-ASCII, control
+                    # characters, edge whitespace) goes base64-wrapped, as the SDK's servers read it.
+                    headers.append(("mcp-name", encode_header_value(params[name_key])))
             return headers
         if self.era is Era.LEGACY:
             headers = [("mcp-protocol-version", self.protocol_version)]

@@ -5,10 +5,12 @@ path, the same answers, and httpx2's path where it still applies (compression); 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 
 import pytest
+from mcp.shared.inbound import decode_header_value
 
 from relay.config import Era, Settings, UpstreamConfig
 from relay.http1 import Exchange
@@ -53,12 +55,29 @@ async def test_the_fast_path_sends_what_httpx2_sends_and_reuses_the_connection()
     assert server.connections == 2  # the second call reused the connection the read answer left
 
 
-@pytest.mark.parametrize("name", ["echo\r\nX-Injected: 1", "echo\nx", "echo\x00"])
-async def test_a_header_value_that_would_break_the_head_is_refused_unsent(name):
+@pytest.mark.parametrize(
+    "name", ["echo\r\nX-Injected: 1", "echo\nx", "echo\x00", "café", " echo", "=?base64?ZWNobw==?="]
+)
+async def test_a_name_that_would_not_survive_as_a_header_goes_base64_wrapped(name):
     async with Scripted(json_response(reply(1))) as server, UpstreamPool(Settings()) as pool:
         upstream = modern(pool, server.url)
+        assert (await upstream.request("tools/call", {"name": name}))["result"] == {}
+    (sent,) = server.requests
+    fields = head_of(sent).split(b"\r\n")[1:]
+    (mcp_name,) = [value for field in fields if (value := field.partition(b": ")[2]) and field.startswith(b"mcp-name:")]
+    assert mcp_name == b"=?base64?%s?=" % base64.b64encode(name.encode())
+    assert decode_header_value(mcp_name.decode()) == name  # as the SDK's servers read it
+    assert not any(field.lower().startswith(b"x-injected") for field in fields)
+
+
+async def test_a_configured_header_value_that_would_break_the_head_is_refused_unsent():
+    async with Scripted(json_response(reply(1))) as server, UpstreamPool(Settings()) as pool:
+        upstream = pool.get(
+            UpstreamConfig(server_id=2, slug="up", url=server.url, headers=(("X-Key", "k\r\nX-Injected: 1"),))
+        )
+        upstream.era, upstream.ready, upstream.protocol_version = Era.MODERN, True, "2026-07-28"
         with pytest.raises(UpstreamError, match="is unreachable \\(LocalProtocolError\\)"):
-            await upstream.request("tools/call", {"name": name})
+            await upstream.request("tools/call", {"name": "echo"})
     assert server.requests == []
 
 
