@@ -26,7 +26,7 @@ from relay.protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
-    compact_json,
+    wire_json,
 )
 from relay.sessions import Sessions
 from relay.spool import Recorder
@@ -622,7 +622,7 @@ class Engine:
             if not entry.withheld and visible(caller, entry.server.slug, entry.upstream_name)
         ]
         result = Encoded(_finish(caller, {"tools": tools}, cacheable=True))
-        result.json = compact_json(result).encode()
+        result.json = wire_json(result)
         self._lists_bytes += len(result.json) - (len(cached[2].json) if cached else 0)
         if self._lists_bytes > LISTS_BYTES:
             self._lists.clear()

@@ -43,6 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from relay.protocol import parse_json
+
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
@@ -53,7 +57,17 @@ TOUCH_EVERY = 60.0  # seconds between two writes of one token's last_used_at
 MAX_BACKOFF = 5.0
 
 
-_LINE = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder for every row
+_LINE = json.JSONEncoder(separators=(",", ":"), default=str).encode  # what orjson refuses (see _line)
+
+
+def _line(row: dict[str, Any]) -> bytes:
+    """One spool line: orjson, or the standard library for what orjson refuses (lone
+    surrogates in a hostile client's values, integers beyond 64 bits); both parse back to
+    the same values."""
+    try:
+        return orjson.dumps(row, default=str) + b"\n"
+    except TypeError:  # orjson.JSONEncodeError is one
+        return (_LINE(row) + "\n").encode()
 
 
 class SpoolError(Exception):
@@ -75,7 +89,7 @@ def _lines(data: bytes) -> list[dict[str, Any]]:
     # breaks the array (a torn prefix of an object cannot be closed by the objects after it),
     # and the lines are then parsed one by one.
     try:
-        rows = json.loads(b"[" + b",".join(lines) + b"]")
+        rows = parse_json(b"[" + b",".join(lines) + b"]")
     except ValueError:
         rows = None
     if isinstance(rows, list) and len(rows) == len(lines) and all(type(row) is dict for row in rows):
@@ -151,7 +165,7 @@ class Recorder:
 
     def record(self, row: dict[str, Any]) -> None:
         """Put one row on disk (raises SpoolError if it cannot); it reaches the database shortly."""
-        line = (_LINE(row) + "\n").encode()
+        line = _line(row)
         with self._lock:
             if not self.has_room():
                 raise SpoolError(

@@ -23,7 +23,6 @@ import asyncio
 import codecs
 import functools
 import itertools
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,7 +44,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from relay.config import Era, Settings, UpstreamConfig
 from relay.http1 import Exchange, Origin, UpstreamTransport, header_lines
 from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
-from relay.protocol import RELAYED_CLIENT_CAPABILITIES, compact_json, json_kind
+from relay.protocol import RELAYED_CLIENT_CAPABILITIES, json_kind, parse_json, wire_json
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +172,7 @@ def result_of(slug: str, reply: dict[str, Any]) -> dict[str, Any]:
 def _json_object(text: str | bytes) -> dict[str, Any] | None:
     """The JSON object in ``text``, or None for anything else (invalid JSON, an array, too deep)."""
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -501,7 +500,7 @@ class Upstream:
     ) -> tuple[int, dict[str, Any] | None, list[tuple[bytes, bytes]]]:
         """POST one message; return (HTTP status, the JSON-RPC reply or None, header fields)."""
         response = await self._open(
-            compact_json(message).encode(),
+            wire_json(message),
             self._call_headers(message.get("method"), message.get("params")),
             timeout,
         )
@@ -634,7 +633,7 @@ class Upstream:
         if session:
             headers.append(("mcp-session-id", session))
         try:
-            response = await self._open(compact_json(message).encode(), headers, self.timeout)
+            response = await self._open(wire_json(message), headers, self.timeout)
             await response.aclose()
         except UpstreamError as exc:
             # An unanswered request of the upstream's ends with its own timeout; nothing else to do.
@@ -896,7 +895,7 @@ class Upstream:
         response = await self._send(
             "POST",
             self._endpoint,
-            content=compact_json(message),
+            content=wire_json(message),
             headers={"content-type": "application/json", **dict(self.config.headers)},
             timeout=timeout,
         )

@@ -44,7 +44,7 @@ from relay import engine
 from relay.config import WhenDatabaseDown
 from relay.engine import RATE_LIMITED, Caller, RpcError
 from relay.gateway import Gateway
-from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, compact_json
+from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, parse_json, wire_json
 from relay.sessions import ended_key
 from relay.spool import SpoolError
 
@@ -106,7 +106,7 @@ def _insufficient_scope(gateway: Gateway, slug: str) -> Reply:
 
 
 def _sse_frame(message: dict[str, Any]) -> bytes:
-    return b"event: message\ndata: " + compact_json(message).encode() + b"\n\n"
+    return b"event: message\ndata: " + wire_json(message) + b"\n\n"
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ async def _post(request, *, gateway, config, token, ip, session_id, session_ende
     if not wants_json or not wants_sse:
         return _error(INVALID_REQUEST, "Accept must list both application/json and text/event-stream.", status=406)
     try:
-        body = json.loads(request.body)
+        body = parse_json(request.body)
     except (ValueError, RecursionError) as exc:
         return _error(PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc}).")
     if isinstance(body, list):

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from apps.core.http import client_address
-from relay.protocol import compact_json
+from relay.protocol import wire_json
 
 # Django's own defaults for ALLOWED_HOSTS = [] under DEBUG.
 DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
@@ -114,7 +114,7 @@ class Reply:
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
-        return cls(status, compact_json(value).encode(), headers or {})
+        return cls(status, wire_json(value), headers or {})
 
     def text(self) -> str:
         return self.body.decode()
