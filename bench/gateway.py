@@ -72,6 +72,34 @@ few times and read the ratios. Numbers and notes: the end of this docstring.
 
 NOTES
 
+2026-12-01, later the same day (a fresh VM, as slow: the direct c=1 baseline at 387-428
+calls/s; rounds of the same code moved between 673 and 1,202 calls/s direct at c=32, so a
+run's c=32 ratio moves by about four points either way), PostgreSQL + Redis, ``--parts
+throughput``, 5 rounds of 1000. At the start: 62% of direct at c=32, added p50 1.25 ms.
+Three runs of the final code: c=32 at 74%, 67% and 70% of direct (median 70%); added p50 at
+c=1 1.00, 0.92 and 1.01 ms; gateway CPU per tools/call 0.75-0.79 ms at c=32 and 0.98-1.12
+at c=1; audit 10,200 of 10,200 rows, verified. SQLite the same day: 70% (just under), added
+p50 0.96 ms. What changed, largest first:
+
+* PostgreSQL's own CPU per audit row. Measured per process (``/proc``, every process on the
+  machine), the database spent 0.225 ms per gateway call at c=32, more than a quarter of
+  the gateway's own CPU, and on the same two cores. The recorder now inserts a batch as one
+  statement (``unnest`` over one binary array per column) and the audit tables lost seven
+  indexes that composite ones made redundant: 0.07 ms per call (``bench/audit_write.py``
+  prints the server's CPU per row: 157-225 µs before, 63-112 after).
+* No task, queue or ``asyncio.wait`` per call: a recorded call runs in the request's own
+  task while its answer is sent (``apps.gateway.views.CallAnswer``), and the disconnect
+  listener starts only for requests still running after 50 ms. Event loop iterations per
+  tools/call at c=1 (``strace -c``, epoll_pwait): 6.2 before, 3.9 after.
+* No access log in the README's command (uvicorn's logging was 5% of the gateway's
+  samples); ``--access-log`` puts it back here.
+* orjson for the JSON the gateway sends and parses (it was 11% of the gateway's samples),
+  with the standard library for what orjson refuses or would read otherwise.
+
+What is left (py-spy, c=32, busy samples): uvloop's own C work and the sockets ~16%,
+uvicorn's protocol ~10%, the upstream exchange (``relay.upstream``, ``relay.http1``, asyncio
+streams and timeouts) ~21%, the recorder thread ~10%, the view and engine ~15%.
+
 2026-12-01, a slow VM day (the direct c=1 baseline at 310-430 calls/s against 1164 on the
 quiet day below; every absolute figure is ~3.5x a quiet day's), PostgreSQL + Redis, ``--parts
 throughput``, 3 rounds of 1000. Before today's changes (daphne, Django's handler): c=32 at 42%
