@@ -20,13 +20,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from pydantic import BaseModel, ValidationError
 
 from relay import catalog as catalogs
+from relay.codec import wire_json
 from relay.config import Enforcement, Era, Hooks, TokenInfo, WorkspaceConfig
 from relay.protocol import (
     CLIENT_CAPABILITY_OF,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
-    wire_json,
 )
 from relay.sessions import Sessions
 from relay.spool import Recorder

@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from relay.protocol import parse_json
+from relay.codec import parse_json
 
 logger = logging.getLogger(__name__)
 

@@ -41,10 +41,11 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
+from relay.codec import parse_json, wire_json
 from relay.config import Era, Settings, UpstreamConfig
 from relay.http1 import Exchange, Origin, UpstreamTransport, header_lines
 from relay.limits import BUSY, BUSY_STATUS, Busy, CallLimits
-from relay.protocol import RELAYED_CLIENT_CAPABILITIES, json_kind, parse_json, wire_json
+from relay.protocol import RELAYED_CLIENT_CAPABILITIES, json_kind
 
 logger = logging.getLogger(__name__)
 

@@ -41,10 +41,11 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from apps.gateway.wire import Reply, Request
 from relay import engine
+from relay.codec import parse_json, wire_json
 from relay.config import WhenDatabaseDown
 from relay.engine import RATE_LIMITED, Caller, RpcError
 from relay.gateway import Gateway
-from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, parse_json, wire_json
+from relay.protocol import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
 from relay.sessions import ended_key
 from relay.spool import SpoolError
 

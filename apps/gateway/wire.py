@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from apps.core.http import client_address
-from relay.protocol import wire_json
+from relay.codec import wire_json
 
 # Django's own defaults for ALLOWED_HOSTS = [] under DEBUG.
 DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]

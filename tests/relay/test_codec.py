@@ -1,4 +1,4 @@
-"""The gateway's JSON (``relay.protocol.wire_json``, ``parse_json``): orjson where it can, the
+"""The gateway's JSON (``relay.codec.wire_json``, ``parse_json``): orjson where it can, the
 standard library for what orjson refuses, and the same values either way, hostile input
 included."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from relay.protocol import parse_json, wire_json
+from relay.codec import parse_json, wire_json
 
 HOSTILE = [
     {"name": "x\u0000", "id": "\ud800"},  # a NUL, a lone surrogate
