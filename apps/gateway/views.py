@@ -522,7 +522,8 @@ class _ClientCancel:
 
 class CallAnswer:
     """A recorded call, run while its answer is sent: in the request's own task, with no task
-    or queue of its own (a tenth of the gateway's CPU per call at concurrency 1). The answer
+    or queue of its own (event-loop turns per call at concurrency 1: 6.2 before, 3.9 with the
+    lazy disconnect listener of ``apps.gateway.asgi``; strace). The answer
     is JSON when the call ends without notifications; with the first notification (when the
     client accepts SSE) it becomes an event stream, each notification sent as it comes
     (a slow client slows the upstream's stream, never the gateway's memory). A client that
